@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Outbox",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "outbox", targets: ["outbox"]),
+        .library(name: "SMTPCore", targets: ["SMTPCore"]),
+        .library(name: "SMTPClient", targets: ["SMTPClient"]),
+        .library(name: "MailMessage", targets: ["MailMessage"]),
+    ],
+    targets: [
+        // The SMTP protocol without I/O: commands, replies, capabilities, the client state machine
+        // and the DATA transparency transform.
+        .target(name: "SMTPCore"),
+        // RFC 5322 messages: header fields and addresses.
+        .target(name: "MailMessage"),
+        // Sockets, timeouts and the driver that runs the SMTPCore state machine over a connection.
+        .target(name: "SMTPClient", dependencies: ["SMTPCore"]),
+        // The `outbox` commands as a library, so that they can be tested without spawning processes.
+        .target(name: "OutboxCLI", dependencies: ["SMTPCore", "SMTPClient", "MailMessage"]),
+        .executableTarget(name: "outbox", dependencies: ["OutboxCLI"]),
+        .executableTarget(name: "outbox-benchmark", dependencies: ["SMTPCore", "SMTPClient"], path: "Benchmarks/Sources"),
+
+        .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
+        .testTarget(name: "MailMessageTests", dependencies: ["MailMessage"]),
+        .testTarget(name: "SMTPClientTests", dependencies: ["SMTPClient", "SMTPCore"]),
+        .testTarget(
+            name: "OutboxCLITests",
+            dependencies: ["OutboxCLI", "SMTPClient", "SMTPCore", "MailMessage"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
