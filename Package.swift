@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "Outbox",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "outbox", targets: ["outbox"]),
         .library(name: "SMTPCore", targets: ["SMTPCore"]),
@@ -23,12 +22,15 @@ let package = Package(
         .executableTarget(name: "outbox", dependencies: ["OutboxCLI"]),
         .executableTarget(name: "outbox-benchmark", dependencies: ["SMTPCore", "SMTPClient"], path: "Benchmarks/Sources"),
 
+        // Real and scripted SMTP servers for the tests: Postfix, smtp-sink, and a server that follows a script.
+        .target(name: "OutboxTestSupport", path: "Tests/Support", exclude: ["postfix-instance"]),
+
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "MailMessageTests", dependencies: ["MailMessage"]),
-        .testTarget(name: "SMTPClientTests", dependencies: ["SMTPClient", "SMTPCore"]),
+        .testTarget(name: "SMTPClientTests", dependencies: ["SMTPClient", "SMTPCore", "OutboxTestSupport"]),
         .testTarget(
             name: "OutboxCLITests",
-            dependencies: ["OutboxCLI", "SMTPClient", "SMTPCore", "MailMessage"],
+            dependencies: ["OutboxCLI", "SMTPClient", "SMTPCore", "MailMessage", "OutboxTestSupport"],
             resources: [.copy("Fixtures")]
         ),
     ],

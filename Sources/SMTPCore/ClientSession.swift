@@ -6,7 +6,9 @@
 ///
 /// A session goes greeting, EHLO (or HELO when EHLO is not recognized), then any number of
 /// transactions, then QUIT. With PIPELINING (RFC 2920) a transaction's MAIL, RCPT and DATA commands
-/// are written together and their replies read in order.
+/// are written together and their replies read in order. The next transaction may start as soon as
+/// the previous one's content is written, before its end-of-data reply arrives: RFC 2920 section 3.1
+/// lets message content begin a group of pipelined commands, so one round trip serves each message.
 public struct ClientSession: Sendable {
     public struct Configuration: Sendable, Hashable {
         /// The domain or address literal sent with EHLO and HELO.
@@ -26,67 +28,39 @@ public struct ClientSession: Sendable {
     public enum Action: Sendable, Hashable {
         /// Write these bytes to the server. Consecutive writes may be coalesced into one.
         case write([UInt8])
-        /// Send the message content through a `DataEncoder`, then call `messageContentSent()`.
+        /// Send the content of the oldest transaction still in progress through a `DataEncoder`, then
+        /// call `messageContentSent()`.
         case sendMessageContent
         /// The session is open and idle: start a transaction or quit.
         case ready(Capabilities)
-        /// The transaction started with `send(_:)` is over.
+        /// The oldest transaction in progress is over. Transactions complete in the order they started.
         case transactionCompleted(Result<TransactionResult, SMTPError>)
-        /// The session cannot go on: report the error and close the connection. Any transaction in
-        /// progress failed with this error.
+        /// The session cannot go on: report the error and close the connection. Every transaction
+        /// still in progress failed with this error.
         case fail(SMTPError)
         /// Close the connection. The session is over.
         case close
     }
 
-    private enum Expected: Sendable, Hashable {
-        case rset
-        case mail
-        case rcpt(Int)
-        case data
-        case endOfData
-        /// The reply to the lone "." sent when DATA was accepted but there is nothing to send.
-        case abandonedData
-
-        var phase: SMTPPhase {
-            switch self {
-            case .rset: .rset
-            case .mail: .mail
-            case .rcpt: .rcpt
-            case .data: .data
-            case .endOfData, .abandonedData: .endOfData
-            }
-        }
-    }
-
-    private struct TransactionState: Sendable {
-        var transaction: Transaction
-        var expected: [Expected] = []
-        /// Commands not yet written, when the server does not pipeline.
-        var unsent: [(Expected, [UInt8])] = []
-        var recipientResults: [RecipientResult?]
-        var failure: SMTPError?
-        var sendingContent = false
-
-        var acceptedCount: Int { recipientResults.count { $0?.isAccepted == true } }
-    }
-
-    private enum State: Sendable {
+    enum State: Sendable {
         case awaitingGreeting
         case awaitingEHLO
         case awaitingHELO
-        case ready
-        case transaction(TransactionState)
+        /// EHLO or HELO succeeded. Transactions, if any, are in `transactions`.
+        case open
         case quitting
         case closed
     }
 
     public let configuration: Configuration
     public private(set) var capabilities = Capabilities.none
-    private var state = State.awaitingGreeting
+    var state = State.awaitingGreeting
+    /// Transactions whose replies are still to come, oldest first. At most two: one waiting for its
+    /// end-of-data reply and one pipelined behind it.
+    var transactions: [TransactionState] = []
     private var parser: ReplyParser
     /// Set when a transaction ended before its end of data, so the server may still hold its envelope.
-    private var needsReset = false
+    var needsReset = false
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -99,20 +73,30 @@ public struct ClientSession: Sendable {
         case .awaitingGreeting: .greeting
         case .awaitingEHLO: .ehlo
         case .awaitingHELO: .helo
-        case .ready, .closed: nil
+        case .closed: nil
         case .quitting: .quit
-        case .transaction(let transaction):
-            transaction.sendingContent ? .dataTransfer : transaction.expected.first?.phase
+        case .open:
+            transactions.first.flatMap { $0.sendingContent ? .dataTransfer : $0.expected.first?.phase }
         }
     }
 
     /// Whether the session is open and idle, so that a transaction can start.
     public var isReady: Bool {
-        if case .ready = state { true } else { false }
+        if case .open = state { transactions.isEmpty } else { false }
+    }
+
+    /// Whether `send(_:)` may be called now: when the session is idle, or, with pipelining, when the
+    /// only transaction in progress has written its content and waits for its end-of-data reply.
+    public var canSend: Bool {
+        guard case .open = state else { return false }
+        guard let current = transactions.first else { return true }
+        return transactions.count == 1 && isPipelining && current.expected == [.endOfData] && current.unsent.isEmpty
     }
 
     /// Whether bytes from the server are buffered that no reply has used yet.
     public var hasBufferedInput: Bool { parser.hasBufferedBytes }
+
+    var isPipelining: Bool { configuration.usePipelining && capabilities.supportsPipelining }
 
     // MARK: - Events from the connection
 
@@ -143,10 +127,8 @@ public struct ClientSession: Sendable {
         case .quitting:
             state = .closed
             return [.close]
-        case .ready:
-            return fail(SMTPError(phase: .mail, kind: .connectionClosed, isTemporary: true))
         default:
-            return fail(SMTPError(phase: awaitedPhase ?? .greeting, kind: .connectionClosed, isTemporary: true))
+            return fail(SMTPError(phase: awaitedPhase ?? .mail, kind: .connectionClosed, isTemporary: true))
         }
     }
 
@@ -165,46 +147,43 @@ public struct ClientSession: Sendable {
 
     // MARK: - Requests from the user
 
-    /// Starts a transaction. Valid only when `isReady`.
+    /// Starts a transaction. Valid only when `canSend`.
     ///
     /// Checks the message against the server's SIZE limit and its 8BITMIME and SMTPUTF8 support first.
     /// When a check fails, or a command argument is invalid, the transaction completes with an error
-    /// at once and nothing is written.
+    /// at once and nothing is written. That completion comes before those of transactions still in
+    /// progress, so a driver that pipelines must check for it.
     public mutating func send(_ transaction: Transaction) -> [Action] {
-        guard case .ready = state else {
-            preconditionFailure("ClientSession.send called while the session is not ready")
-        }
+        precondition(canSend, "ClientSession.send called while the session cannot start a transaction")
         let commands: [(Expected, [UInt8])]
         do {
             commands = try makeCommands(for: transaction)
         } catch {
             return [.transactionCompleted(.failure(error))]
         }
-
-        var transactionState = TransactionState(
+        var newTransaction = TransactionState(
             transaction: transaction, recipientResults: Array(repeating: nil, count: transaction.recipients.count))
         needsReset = false
-        if configuration.usePipelining && capabilities.supportsPipelining {
-            transactionState.expected = commands.map(\.0)
-            state = .transaction(transactionState)
+        if isPipelining {
+            newTransaction.expected = commands.map(\.0)
+            transactions.append(newTransaction)
             return [.write(commands.flatMap(\.1))]
         }
         var remaining = commands
         let first = remaining.removeFirst()
-        transactionState.expected = [first.0]
-        transactionState.unsent = remaining
-        state = .transaction(transactionState)
+        newTransaction.expected = [first.0]
+        newTransaction.unsent = remaining
+        transactions.append(newTransaction)
         return [.write(first.1)]
     }
 
     /// Reports that the message content, with its final ".", has been written.
     public mutating func messageContentSent() -> [Action] {
-        guard case .transaction(var transaction) = state, transaction.sendingContent else {
+        guard case .open = state, let index = transactions.firstIndex(where: \.sendingContent) else {
             preconditionFailure("ClientSession.messageContentSent called while no content was being sent")
         }
-        transaction.sendingContent = false
-        transaction.expected = [.endOfData]
-        state = .transaction(transaction)
+        transactions[index].sendingContent = false
+        transactions[index].expected = [.endOfData]
         return []
     }
 
@@ -218,20 +197,21 @@ public struct ClientSession: Sendable {
     /// Ends the session politely. Valid when `isReady`; otherwise the session just closes.
     public mutating func quit() -> [Action] {
         switch state {
-        case .ready:
+        case .open where transactions.isEmpty:
             state = .quitting
             return [.write(Array("QUIT\r\n".utf8))]
         case .closed:
             return []
         default:
             state = .closed
+            transactions = []
             return [.close]
         }
     }
 
-    // MARK: - Replies
+    // MARK: - Replies outside transactions
 
-    private var isOver: Bool {
+    var isOver: Bool {
         if case .closed = state { true } else { false }
     }
 
@@ -244,22 +224,17 @@ public struct ClientSession: Sendable {
         case .awaitingHELO:
             guard reply.isPositiveCompletion else { return failAfterReply(reply, phase: .helo) }
             capabilities = .none
-            state = .ready
+            state = .open
             return [.ready(capabilities)]
-        case .ready:
+        case .open where transactions.isEmpty:
             if reply.code == 421 {
                 return fail(.rejected(reply, phase: .mail))
             }
             return fail(SMTPError(
                 phase: .mail, kind: .protocolViolation("unexpected reply while idle: \(reply)"), reply: reply,
                 isTemporary: true))
-        case .transaction(var transaction):
-            let actions = handleTransactionReply(reply, transaction: &transaction)
-            if case .transaction = state {
-                state = .transaction(transaction)
-                return actions + finishTransactionIfDone()
-            }
-            return actions
+        case .open:
+            return handleTransactionReply(reply)
         case .quitting:
             state = .closed
             return [.close]
@@ -284,7 +259,7 @@ public struct ClientSession: Sendable {
     private mutating func handleEHLO(_ reply: SMTPReply) -> [Action] {
         if reply.isPositiveCompletion {
             capabilities = Capabilities(ehloReply: reply)
-            state = .ready
+            state = .open
             return [.ready(capabilities)]
         }
         // RFC 5321 section 3.2: fall back to HELO only when EHLO is not recognized. A 4xx, 421 included,
@@ -294,179 +269,6 @@ public struct ClientSession: Sendable {
             return writeOrFail(.helo(domain: configuration.clientName), phase: .helo)
         }
         return failAfterReply(reply, phase: .ehlo)
-    }
-
-    private mutating func handleTransactionReply(_ reply: SMTPReply, transaction: inout TransactionState) -> [Action] {
-        guard !transaction.expected.isEmpty else {
-            if reply.code == 421 {
-                return fail(.rejected(reply, phase: .dataTransfer), transaction: transaction)
-            }
-            return fail(SMTPError(
-                phase: .dataTransfer, kind: .protocolViolation("reply before the end of the message: \(reply)"),
-                reply: reply, isTemporary: true), transaction: transaction)
-        }
-        let expected = transaction.expected.removeFirst()
-        if reply.code == 421 {
-            return fail(.rejected(reply, phase: expected.phase), transaction: transaction)
-        }
-        switch expected {
-        case .rset:
-            if !reply.isPositiveCompletion, transaction.failure == nil {
-                transaction.failure = .rejected(reply, phase: .rset)
-            }
-        case .mail:
-            if !reply.isPositiveCompletion, transaction.failure == nil {
-                transaction.failure = .rejected(reply, phase: .mail)
-            }
-        case .rcpt(let index):
-            transaction.recipientResults[index] = RecipientResult(
-                address: transaction.transaction.recipients[index].address, reply: reply)
-        case .data:
-            return handleDataReply(reply, transaction: &transaction)
-        case .endOfData:
-            if !reply.isPositiveCompletion {
-                transaction.failure = SMTPError(
-                    phase: .endOfData, kind: reply.code == 421 ? .serviceNotAvailable : .rejected, reply: reply,
-                    isTemporary: !reply.isPermanentNegative, recipientResults: transaction.recipientResults.compactMap { $0 })
-            } else {
-                let result = TransactionResult(recipients: transaction.recipientResults.compactMap { $0 }, reply: reply)
-                state = .ready
-                return [.transactionCompleted(.success(result))]
-            }
-        case .abandonedData:
-            break
-        }
-        return writeNextUnsent(&transaction)
-    }
-
-    private mutating func handleDataReply(_ reply: SMTPReply, transaction: inout TransactionState) -> [Action] {
-        if transaction.failure == nil, transaction.acceptedCount == 0 {
-            transaction.failure = allRecipientsRejected(transaction)
-        }
-        guard reply.code == 354 else {
-            if transaction.failure == nil {
-                transaction.failure = SMTPError(
-                    phase: .data, kind: reply.isPositiveCompletion ? .protocolViolation("DATA answered \(reply)") : .rejected,
-                    reply: reply, isTemporary: !reply.isPermanentNegative,
-                    recipientResults: transaction.recipientResults.compactMap { $0 })
-            }
-            return []
-        }
-        guard transaction.failure == nil else {
-            // RFC 2920 section 3.1: when DATA is accepted after every RCPT failed, end the empty
-            // transaction with a lone "." rather than send the message.
-            transaction.expected = [.abandonedData]
-            return [.write(Array(".\r\n".utf8))]
-        }
-        transaction.sendingContent = true
-        return [.sendMessageContent]
-    }
-
-    private func allRecipientsRejected(_ transaction: TransactionState) -> SMTPError {
-        let results = transaction.recipientResults.compactMap { $0 }
-        let allTemporary = results.allSatisfy { !$0.reply.isPermanentNegative }
-        return SMTPError(
-            phase: .rcpt, kind: .allRecipientsRejected, reply: results.first?.reply, isTemporary: allTemporary,
-            recipientResults: results)
-    }
-
-    /// Writes the next command when the server does not pipeline, or gives up the rest after a failure.
-    private func writeNextUnsent(_ transaction: inout TransactionState) -> [Action] {
-        guard transaction.expected.isEmpty, !transaction.unsent.isEmpty else { return [] }
-        if transaction.failure != nil {
-            transaction.unsent = []
-            return []
-        }
-        let next = transaction.unsent.removeFirst()
-        if next.0 == .data, transaction.acceptedCount == 0 {
-            transaction.failure = allRecipientsRejected(transaction)
-            transaction.unsent = []
-            return []
-        }
-        transaction.expected = [next.0]
-        return [.write(next.1)]
-    }
-
-    private mutating func finishTransactionIfDone() -> [Action] {
-        guard case .transaction(let transaction) = state, transaction.expected.isEmpty,
-              transaction.unsent.isEmpty, !transaction.sendingContent
-        else { return [] }
-        state = .ready
-        needsReset = true
-        let failure = transaction.failure ?? SMTPError(
-            phase: .data, kind: .protocolViolation("the transaction ended without a result"), isTemporary: true)
-        return [.transactionCompleted(.failure(failure))]
-    }
-
-    // MARK: - Commands
-
-    private func makeCommands(for transaction: Transaction) throws(SMTPError) -> [(Expected, [UInt8])] {
-        let content = transaction.content
-        if let limit = capabilities.maximumMessageSize, content.size > limit {
-            throw SMTPError(phase: .mail, kind: .messageTooLarge(size: content.size, limit: limit), isTemporary: false)
-        }
-        if content.contains8BitData, !capabilities.supports8BitMIME {
-            throw SMTPError(phase: .mail, kind: .extensionNotSupported("8BITMIME"), isTemporary: false)
-        }
-        let addresses = [transaction.sender] + transaction.recipients.map(\.address)
-        let needsUTF8 = addresses.contains { $0.utf8.contains { $0 >= 0x80 } }
-        if needsUTF8, !capabilities.supportsSMTPUTF8 {
-            throw SMTPError(phase: .mail, kind: .extensionNotSupported("SMTPUTF8"), isTemporary: false)
-        }
-        guard !transaction.recipients.isEmpty else {
-            throw SMTPError(phase: .rcpt, kind: .allRecipientsRejected, isTemporary: false)
-        }
-
-        var mailParameters: [ESMTPParameter] = []
-        if capabilities.supportsSize {
-            mailParameters.append(ESMTPParameter("SIZE", String(content.size)))
-        }
-        if content.contains8BitData {
-            mailParameters.append(ESMTPParameter("BODY", "8BITMIME"))
-        }
-        if needsUTF8 {
-            mailParameters.append(ESMTPParameter("SMTPUTF8"))
-        }
-        if capabilities.supportsDSN, let request = transaction.deliveryStatus {
-            if let returnContent = request.returnContent {
-                mailParameters.append(ESMTPParameter("RET", returnContent.rawValue))
-            }
-            if let envelopeID = request.envelopeID {
-                mailParameters.append(ESMTPParameter("ENVID", XText.encode(envelopeID)))
-            }
-        }
-
-        var commands: [(Expected, [UInt8])] = []
-        if needsReset {
-            commands.append((.rset, try encode(.rset, phase: .rset)))
-        }
-        commands.append((.mail, try encode(.mail(from: transaction.sender, parameters: mailParameters), phase: .mail)))
-        for (index, recipient) in transaction.recipients.enumerated() {
-            var parameters: [ESMTPParameter] = []
-            if capabilities.supportsDSN {
-                if let notify = recipient.notify?.parameterValue {
-                    parameters.append(ESMTPParameter("NOTIFY", notify))
-                }
-                if recipient.includeOriginalRecipient {
-                    let isASCII = recipient.address.utf8.allSatisfy { $0 < 0x80 }
-                    let value = isASCII
-                        ? "rfc822;" + XText.encode(recipient.address)
-                        : "utf-8;" + XText.encodeUTF8Address(recipient.address)
-                    parameters.append(ESMTPParameter("ORCPT", value))
-                }
-            }
-            commands.append((.rcpt(index), try encode(.rcpt(to: recipient.address, parameters: parameters), phase: .rcpt)))
-        }
-        commands.append((.data, try encode(.data, phase: .data)))
-        return commands
-    }
-
-    private func encode(_ command: SMTPCommand, phase: SMTPPhase) throws(SMTPError) -> [UInt8] {
-        do {
-            return try command.encoded()
-        } catch {
-            throw SMTPError(phase: phase, kind: .invalidArgument(error), isTemporary: false)
-        }
     }
 
     private mutating func writeOrFail(_ command: SMTPCommand, phase: SMTPPhase) -> [Action] {
@@ -491,14 +293,16 @@ public struct ClientSession: Sendable {
         return [.fail(error), .write(Array("QUIT\r\n".utf8)), .close]
     }
 
-    private mutating func fail(_ error: SMTPError, transaction: TransactionState? = nil) -> [Action] {
+    /// Ends the session. The error carries the recipient results of the oldest transaction in progress.
+    mutating func fail(_ error: SMTPError) -> [Action] {
         var error = error
-        if let transaction, error.recipientResults.isEmpty {
+        if let current = transactions.first, error.recipientResults.isEmpty {
             error = SMTPError(
                 phase: error.phase, kind: error.kind, reply: error.reply, isTemporary: error.isTemporary,
-                recipientResults: transaction.recipientResults.compactMap { $0 })
+                recipientResults: current.recipientResults.compactMap { $0 })
         }
         state = .closed
+        transactions = []
         return [.fail(error), .close]
     }
 }

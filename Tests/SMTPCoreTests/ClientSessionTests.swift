@@ -431,4 +431,86 @@ struct ClientSessionTests {
         #expect(harness.closed)
         #expect(harness.failure == nil)
     }
+
+    @Test func nextTransactionPipelinedAfterContent() throws {
+        var harness = Harness()
+        harness.open()
+        harness.record(harness.session.send(try transaction(to: ["b@example.test"])))
+        #expect(!harness.session.canSend)
+        harness.server("250 ok\r\n250 ok\r\n354 go\r\n")
+        harness.record(harness.session.messageContentSent())
+        #expect(harness.session.canSend)
+        harness.record(harness.session.send(try transaction(to: ["c@example.test"])))
+        #expect(harness.written.last == "MAIL FROM:<a@example.test> SIZE=18\r\nRCPT TO:<c@example.test>\r\nDATA\r\n")
+        #expect(!harness.session.canSend)
+        #expect(harness.session.awaitedPhase == .endOfData)
+
+        harness.server("250 first queued\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        let completed = harness.events.compactMap { event -> Result<TransactionResult, SMTPError>? in
+            if case .transactionCompleted(let result) = event { result } else { nil }
+        }
+        #expect(completed.count == 1)
+        #expect(harness.events.last == .sendMessageContent)
+        harness.record(harness.session.messageContentSent())
+        harness.server("250 second queued\r\n")
+        guard case .success(let second)? = harness.lastResult else {
+            Issue.record("no success")
+            return
+        }
+        #expect(second.reply.text == "second queued")
+        #expect(second.accepted.map(\.address) == ["c@example.test"])
+        #expect(harness.session.isReady)
+    }
+
+    @Test func rejectedContentDoesNotAffectPipelinedNext() throws {
+        var harness = Harness()
+        harness.open()
+        harness.record(harness.session.send(try transaction()))
+        harness.server("250 ok\r\n250 ok\r\n354 go\r\n")
+        harness.record(harness.session.messageContentSent())
+        harness.record(harness.session.send(try transaction()))
+        harness.server("554 5.7.1 spam\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        let results = harness.events.compactMap { event -> Result<TransactionResult, SMTPError>? in
+            if case .transactionCompleted(let result) = event { result } else { nil }
+        }
+        #expect(results.count == 1)
+        guard case .failure(let error)? = results.first else {
+            Issue.record("first message not rejected")
+            return
+        }
+        #expect(error.phase == .endOfData)
+        #expect(harness.events.last == .sendMessageContent)
+        harness.record(harness.session.messageContentSent())
+        harness.server("250 queued\r\n")
+        guard case .success? = harness.lastResult else {
+            Issue.record("second message not sent")
+            return
+        }
+        #expect(!harness.written.contains { $0.hasPrefix("RSET") })
+    }
+
+    @Test func serviceClosingFailsBothPipelinedTransactions() throws {
+        var harness = Harness()
+        harness.open()
+        harness.record(harness.session.send(try transaction()))
+        harness.server("250 ok\r\n250 ok\r\n354 go\r\n")
+        harness.record(harness.session.messageContentSent())
+        harness.record(harness.session.send(try transaction()))
+        harness.server("421 4.3.2 shutting down\r\n")
+        #expect(harness.failure?.phase == .endOfData)
+        #expect(harness.failure?.kind == .serviceNotAvailable)
+        #expect(harness.closed)
+        #expect(!harness.session.canSend)
+    }
+
+    @Test func noPipelinedNextWithoutPipelining() throws {
+        var harness = Harness()
+        harness.open(ehlo: ehloPlain)
+        harness.record(harness.session.send(try transaction()))
+        harness.server("250 ok\r\n")
+        harness.server("250 ok\r\n")
+        harness.server("354 go\r\n")
+        harness.record(harness.session.messageContentSent())
+        #expect(!harness.session.canSend)
+    }
 }

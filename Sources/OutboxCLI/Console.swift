@@ -1,0 +1,37 @@
+import Foundation
+
+/// Where a command reads its input and writes its output, so that tests can run commands in process.
+public struct Console: Sendable {
+    public var standardInput: FileHandle
+    public var writeOutput: @Sendable (String) -> Void
+    public var writeError: @Sendable (String) -> Void
+    /// Whether standard error is a terminal, which decides whether progress is shown.
+    public var errorIsTerminal: Bool
+
+    public init(
+        standardInput: FileHandle, writeOutput: @escaping @Sendable (String) -> Void,
+        writeError: @escaping @Sendable (String) -> Void, errorIsTerminal: Bool = false
+    ) {
+        self.standardInput = standardInput
+        self.writeOutput = writeOutput
+        self.writeError = writeError
+        self.errorIsTerminal = errorIsTerminal
+    }
+
+    /// The process's standard input, output and error.
+    public static var standard: Console {
+        Console(
+            standardInput: .standardInput,
+            writeOutput: { FileHandle.standardOutput.write(Data($0.utf8)) },
+            writeError: { FileHandle.standardError.write(Data($0.utf8)) },
+            errorIsTerminal: isatty(STDERR_FILENO) == 1)
+    }
+
+    func print(_ line: String) {
+        writeOutput(line + "\n")
+    }
+
+    func printError(_ line: String) {
+        writeError(line + "\n")
+    }
+}

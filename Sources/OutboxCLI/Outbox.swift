@@ -1,0 +1,50 @@
+import Foundation
+
+/// The `outbox` command: dispatches to a subcommand and returns the exit status.
+public enum OutboxCommand {
+    public static let version = "0.1.0"
+
+    static let usage = """
+        Usage: outbox COMMAND [OPTIONS]
+
+        Outbox composes, stores and sends email over SMTP.
+
+        Commands:
+          send      Send a message read from standard input or a file, as sendmail does.
+          help      Show help for a command: outbox help send.
+
+        Options:
+          -h, --help     Show this help.
+          --version      Show the version.
+
+        Exit statuses follow sysexits.h: 0 success, 64 usage error, 65 invalid message,
+        66 input not found, 67 recipient rejected, 68 host unknown, 69 service unavailable,
+        75 temporary failure (try again later), 76 protocol error.
+        """
+
+    /// Runs the command line, without the program name, and returns the exit status.
+    public static func run(_ arguments: [String], console: Console = .standard) async -> Int32 {
+        guard let command = arguments.first else {
+            console.printError(usage)
+            return ExitCode.usage.rawValue
+        }
+        let rest = Array(arguments.dropFirst())
+        switch command {
+        case "send":
+            return await SendCommand.run(rest, console: console).rawValue
+        case "help", "-h", "--help":
+            if rest.first == "send" {
+                console.print(SendCommand.help)
+            } else {
+                console.print(usage)
+            }
+            return ExitCode.success.rawValue
+        case "--version":
+            console.print("outbox \(version)")
+            return ExitCode.success.rawValue
+        default:
+            console.printError("outbox: unknown command \"\(command)\". Run 'outbox --help' for the commands.")
+            return ExitCode.usage.rawValue
+        }
+    }
+}

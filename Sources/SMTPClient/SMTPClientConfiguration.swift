@@ -1,0 +1,74 @@
+import SMTPCore
+
+/// Where and how to connect to an SMTP server.
+public struct SMTPClientConfiguration: Sendable, Hashable {
+    /// The server's host name or IP address. Every address the name resolves to is tried in turn.
+    public var host: String
+    public var port: UInt16
+    /// The name sent with EHLO. Nil sends the machine's host name when it is fully qualified, and an
+    /// address literal of the local end of the connection otherwise, as RFC 5321 section 4.1.4 asks.
+    public var clientName: String?
+    public var timeouts: Timeouts
+    /// A limit on the whole session, from the start of the connection; nil for none.
+    public var sessionDeadline: Duration?
+    /// Whether to pipeline commands when the server offers PIPELINING.
+    public var usePipelining: Bool
+    public var replyLimits: ReplyParser.Limits
+
+    public init(
+        host: String, port: UInt16 = 25, clientName: String? = nil, timeouts: Timeouts = .init(),
+        sessionDeadline: Duration? = nil, usePipelining: Bool = true, replyLimits: ReplyParser.Limits = .init()
+    ) {
+        self.host = host
+        self.port = port
+        self.clientName = clientName
+        self.timeouts = timeouts
+        self.sessionDeadline = sessionDeadline
+        self.usePipelining = usePipelining
+        self.replyLimits = replyLimits
+    }
+
+    /// How long to wait at each step. The defaults are the minimums of RFC 5321 section 4.5.3.2.
+    public struct Timeouts: Sendable, Hashable {
+        /// Establishing the TCP connection, for each address tried. RFC 5321 sets none; 30 seconds.
+        public var connect: Duration = .seconds(30)
+        /// The 220 greeting: 5 minutes.
+        public var greeting: Duration = .seconds(300)
+        /// Replies to EHLO, HELO, MAIL, RCPT and RSET: 5 minutes.
+        public var command: Duration = .seconds(300)
+        /// The 354 reply to DATA: 2 minutes.
+        public var dataInitiation: Duration = .seconds(120)
+        /// Each write of message content: 3 minutes.
+        public var dataBlock: Duration = .seconds(180)
+        /// The reply to the final ".": 10 minutes.
+        public var dataTermination: Duration = .seconds(600)
+        /// The reply to QUIT. RFC 5321 sets none; 30 seconds, because the message is already sent.
+        public var quit: Duration = .seconds(30)
+
+        public init() {}
+
+        /// The same timeout for every step.
+        public init(all timeout: Duration) {
+            connect = timeout
+            greeting = timeout
+            command = timeout
+            dataInitiation = timeout
+            dataBlock = timeout
+            dataTermination = timeout
+            quit = timeout
+        }
+
+        /// The timeout for waiting on the reply of a phase.
+        public func forReply(to phase: SMTPPhase) -> Duration {
+            switch phase {
+            case .connect: connect
+            case .greeting: greeting
+            case .ehlo, .helo, .mail, .rcpt, .rset: command
+            case .data: dataInitiation
+            case .dataTransfer: dataBlock
+            case .endOfData: dataTermination
+            case .quit: quit
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Dispatch
+import SMTPCore
+
+/// An open SMTP session with one server, ready to send messages one after another.
+///
+/// The session runs on a dispatch queue of its own, so its blocking socket calls never occupy the
+/// Swift concurrency pool. Calls are served one at a time, in order. Cancelling the calling task
+/// cancels the call in progress and closes the connection.
+///
+/// ```swift
+/// let connection = try await SMTPConnection.open(SMTPClientConfiguration(host: "127.0.0.1", port: 2525))
+/// let result = try await connection.send(try OutgoingMessage(bytes: message), envelope: envelope)
+/// await connection.quit()
+/// ```
+public final class SMTPConnection: @unchecked Sendable {
+    // The driver is touched only on `queue`, which serializes every use of it.
+    private let driver: SessionDriver
+    private let queue: DispatchQueue
+
+    private init(driver: SessionDriver, queue: DispatchQueue) {
+        self.driver = driver
+        self.queue = queue
+    }
+
+    /// Connects to the server, waits for its greeting and sends EHLO (or HELO).
+    ///
+    /// - Parameter transcript: receives every command and reply line, for debugging.
+    /// - Throws: `SMTPError` with phase `connect`, `greeting`, `EHLO` or `HELO`.
+    public static func open(
+        _ configuration: SMTPClientConfiguration, transcript: TranscriptHandler? = nil
+    ) async throws(SMTPError) -> SMTPConnection {
+        let queue = DispatchQueue(label: "outbox.smtp.\(configuration.host):\(configuration.port)")
+        let cancellation = try makeCancellationSignal()
+        let result: Result<SessionDriver, SMTPError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                queue.async {
+                    continuation.resume(returning: Result { () throws(SMTPError) in
+                        try SessionDriver.open(
+                            configuration: configuration, cancellation: cancellation, transcript: transcript)
+                    })
+                }
+            }
+        } onCancel: {
+            cancellation.cancel()
+        }
+        return SMTPConnection(driver: try result.get(), queue: queue)
+    }
+
+    /// The extensions the server advertised in reply to EHLO.
+    public var capabilities: Capabilities {
+        queue.sync { driver.capabilities }
+    }
+
+    /// Whether the session is open and idle, so that `send` can be called.
+    public var isOpen: Bool {
+        queue.sync { driver.isOpen }
+    }
+
+    /// Sends one message. The message goes to every recipient the server accepts; the result lists the
+    /// reply to each RCPT.
+    ///
+    /// - Throws: `SMTPError`. After a failure whose `kind` is a rejection of this message, the session
+    ///   stays open for the next message; after a lost connection, a timeout, 421 or a protocol error,
+    ///   it is closed.
+    public func send(_ message: OutgoingMessage, envelope: Envelope) async throws(SMTPError) -> TransactionResult {
+        try await send([(message, envelope)])[0].get()
+    }
+
+    /// Sends messages one after another over this session and returns each one's result, in order.
+    ///
+    /// When the server offers PIPELINING, a message's MAIL, RCPT and DATA commands are written together
+    /// with the end of the previous message, so a batch costs about one round trip per message. A
+    /// message the server rejects does not stop the others; a session failure (a lost connection, a
+    /// timeout, 421) fails the message in progress and every later one, since none of those was sent.
+    public func send(_ messages: [(OutgoingMessage, Envelope)]) async -> [Result<TransactionResult, SMTPError>] {
+        guard !messages.isEmpty else { return [] }
+        let outcome = try? await perform { driver throws(SMTPError) in
+            driver.send(messages)
+        }
+        return outcome ?? messages.map { _ in .failure(SMTPError(phase: .mail, kind: .cancelled, isTemporary: true)) }
+    }
+
+    /// Sends QUIT and closes the connection. The reply to QUIT is awaited for at most the configured
+    /// QUIT timeout, and a failure is ignored, because every message was already handed over.
+    public func quit() async {
+        _ = try? await perform { driver throws(SMTPError) in
+            driver.quit()
+        }
+    }
+
+    /// Closes the connection without QUIT.
+    public func close() async {
+        _ = try? await perform { driver throws(SMTPError) in
+            driver.close()
+        }
+    }
+
+    private func perform<T: Sendable>(
+        _ body: @escaping @Sendable (SessionDriver) throws(SMTPError) -> T
+    ) async throws(SMTPError) -> T {
+        let driver = self.driver
+        let result: Result<T, SMTPError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                queue.async {
+                    continuation.resume(returning: Result { () throws(SMTPError) in try body(driver) })
+                }
+            }
+        } onCancel: {
+            driver.cancellation.cancel()
+        }
+        return try result.get()
+    }
+
+    private static func makeCancellationSignal() throws(SMTPError) -> CancellationSignal {
+        do {
+            return try CancellationSignal()
+        } catch {
+            throw SMTPError(phase: .connect, kind: .connectionFailed(String(describing: error)), isTemporary: true)
+        }
+    }
+}

@@ -1,0 +1,348 @@
+import Foundation
+import SMTPCore
+
+/// Runs a `ClientSession` over a `TCPConnection`: carries out its actions, reads replies with the
+/// timeout of the phase it waits for, and streams message content through a `DataEncoder`.
+///
+/// Every method blocks, so a driver runs on a thread of its own (see `SMTPConnection`), never on the
+/// Swift concurrency pool. It is not thread-safe: `SMTPConnection` confines each driver to one serial
+/// dispatch queue, and only `cancellation`, which is thread-safe, is used from elsewhere.
+final class SessionDriver: @unchecked Sendable {
+    /// What a call into the session ended with.
+    enum Outcome {
+        /// The session is open and idle.
+        case ready
+        /// Every message of the batch has a result.
+        case batchCompleted
+        case closed
+    }
+
+    /// The messages of a `send(_:)` call: those not yet started, and those whose transactions are in
+    /// progress, oldest first, with their places in the batch.
+    private struct Batch {
+        var waiting: ArraySlice<(index: Int, message: OutgoingMessage, envelope: Envelope)>
+        var inProgress: [(index: Int, message: OutgoingMessage)] = []
+        var results: [Result<TransactionResult, SMTPError>?]
+
+        var isComplete: Bool { waiting.isEmpty && inProgress.isEmpty }
+    }
+
+    let configuration: SMTPClientConfiguration
+    let cancellation: CancellationSignal
+    private let deadline: ContinuousClock.Instant?
+    private var connection: TCPConnection?
+    private(set) var session: ClientSession
+    private var transcript: TranscriptWriter
+    private var batch: Batch?
+
+    private init(
+        configuration: SMTPClientConfiguration, connection: TCPConnection, deadline: ContinuousClock.Instant?,
+        cancellation: CancellationSignal, transcript: TranscriptWriter
+    ) {
+        self.configuration = configuration
+        self.connection = connection
+        self.deadline = deadline
+        self.cancellation = cancellation
+        self.transcript = transcript
+        let clientName = configuration.clientName ?? Self.defaultClientName(localAddress: connection.localAddress)
+        self.session = ClientSession(configuration: .init(
+            clientName: clientName, usePipelining: configuration.usePipelining,
+            replyLimits: configuration.replyLimits))
+    }
+
+    /// Connects, reads the greeting and sends EHLO.
+    static func open(
+        configuration: SMTPClientConfiguration, cancellation: CancellationSignal, transcript: TranscriptHandler?
+    ) throws(SMTPError) -> SessionDriver {
+        let deadline = configuration.sessionDeadline.map { ContinuousClock.now + $0 }
+        let writer = TranscriptWriter(handler: transcript)
+        let connection: TCPConnection
+        do {
+            connection = try TCPConnection.connect(
+                host: configuration.host, port: configuration.port, connectTimeout: configuration.timeouts.connect,
+                deadline: deadline, cancellation: cancellation)
+        } catch {
+            throw Self.connectError(error)
+        }
+        writer.note("connected to \(connection.remoteAddress)")
+        let driver = SessionDriver(
+            configuration: configuration, connection: connection, deadline: deadline, cancellation: cancellation,
+            transcript: writer)
+        switch try driver.run([]) {
+        case .ready:
+            return driver
+        case .batchCompleted, .closed:
+            throw SMTPError(
+                phase: .greeting, kind: .protocolViolation("the session ended before EHLO completed"),
+                isTemporary: true)
+        }
+    }
+
+    var capabilities: Capabilities { session.capabilities }
+    var isOpen: Bool { connection != nil && session.isReady }
+
+    /// Sends messages one after another and returns each one's result, in the order given.
+    ///
+    /// With PIPELINING, the next message's MAIL, RCPT and DATA go out right after the previous
+    /// message's content, so each message costs one round trip. When the session fails, the message in
+    /// progress gets the error, and so does every later one, because none of them was sent.
+    func send(_ messages: [(OutgoingMessage, Envelope)]) -> [Result<TransactionResult, SMTPError>] {
+        do {
+            try checkIdleConnection()
+        } catch {
+            return messages.map { _ in .failure(error) }
+        }
+        batch = Batch(
+            waiting: messages.enumerated().map { ($0.offset, $0.element.0, $0.element.1) }[...],
+            results: Array(repeating: nil, count: messages.count))
+        defer { batch = nil }
+        do {
+            _ = try run(startWaitingTransactions())
+        } catch {
+            failRemainingMessages(with: error)
+        }
+        return (batch?.results ?? []).map {
+            $0 ?? .failure(SMTPError(
+                phase: .mail, kind: .protocolViolation("the session ended without a result"), isTemporary: true))
+        }
+    }
+
+    /// Sends QUIT, waits briefly for the reply and closes. Errors are only noted in the transcript,
+    /// because the messages are already sent.
+    func quit() {
+        guard connection != nil else { return }
+        do {
+            _ = try run(session.quit())
+        } catch {
+            transcript.note("QUIT: \(error)")
+        }
+        close()
+    }
+
+    func close() {
+        connection?.close()
+        connection = nil
+    }
+
+    // MARK: - Running the session
+
+    /// Carries out actions, and reads replies while the session waits for one, until the session is
+    /// ready, the batch in progress completed, or the connection closed.
+    ///
+    /// - Throws: the `SMTPError` of a `.fail` action, after the connection is closed.
+    private func run(_ initial: [ClientSession.Action]) throws(SMTPError) -> Outcome {
+        var actions = initial[...]
+        var outcome: Outcome?
+        var failure: SMTPError?
+        while true {
+            while let action = actions.popFirst() {
+                switch action {
+                case .write(let bytes):
+                    transcript.client(bytes)
+                    connection?.enqueue(bytes)
+                case .sendMessageContent:
+                    actions += sendMessageContent()
+                case .ready:
+                    if batch == nil {
+                        outcome = .ready
+                    } else {
+                        actions += startWaitingTransactions()
+                    }
+                case .transactionCompleted(let result):
+                    let finished = batch!.inProgress.removeFirst()
+                    batch!.results[finished.index] = result
+                    if batch!.isComplete {
+                        outcome = .batchCompleted
+                    }
+                case .fail(let error):
+                    failure = error
+                case .close:
+                    flushBeforeClose()
+                    close()
+                }
+            }
+            if let failure {
+                close()
+                throw failure
+            }
+            guard connection != nil else { return outcome ?? .closed }
+            if let flushFailure = flush(timeout: configuration.timeouts.dataBlock) {
+                actions += flushFailure
+                continue
+            }
+            if let outcome { return outcome }
+            guard let phase = session.awaitedPhase else { return .closed }
+            actions += receive(timeout: configuration.timeouts.forReply(to: phase))
+        }
+    }
+
+    /// Starts as many waiting transactions as the session accepts now: one when it is idle, and one
+    /// more behind a transaction that has written its content when the server pipelines. A message
+    /// that fails its checks before MAIL gets its result at once, and the next one is tried.
+    private func startWaitingTransactions() -> [ClientSession.Action] {
+        var actions: [ClientSession.Action] = []
+        while session.canSend, let next = batch?.waiting.popFirst() {
+            let transaction = Transaction(
+                sender: next.envelope.sender, recipients: next.envelope.recipients,
+                content: next.message.statistics, deliveryStatus: next.envelope.deliveryStatus)
+            let started = session.send(transaction)
+            if case .transactionCompleted(let result)? = started.first, started.count == 1 {
+                batch!.results[next.index] = result
+                continue
+            }
+            batch!.inProgress.append((next.index, next.message))
+            actions += started
+        }
+        return actions
+    }
+
+    /// Gives the session's error to the message in progress, and to the later ones without the
+    /// recipient results, which belong to the first.
+    private func failRemainingMessages(with error: SMTPError) {
+        guard var current = batch else { return }
+        let unsent = SMTPError(phase: error.phase, kind: error.kind, reply: error.reply, isTemporary: error.isTemporary)
+        for (position, entry) in current.inProgress.enumerated() {
+            current.results[entry.index] = .failure(position == 0 ? error : unsent)
+        }
+        for entry in current.waiting {
+            current.results[entry.index] = .failure(unsent)
+        }
+        current.inProgress = []
+        current.waiting = []
+        batch = current
+    }
+
+    private func receive(timeout: Duration) -> [ClientSession.Action] {
+        guard let connection else { return session.connectionClosed() }
+        do {
+            let bytes = try connection.read(maxBytes: 64 * 1024, timeout: timeout, deadline: deadline)
+            transcript.server(bytes)
+            return session.receive(bytes)
+        } catch {
+            return handle(error)
+        }
+    }
+
+    /// Writes what is buffered. Returns the session's actions for a failure, or nil on success.
+    private func flush(timeout: Duration) -> [ClientSession.Action]? {
+        guard let connection else { return nil }
+        do {
+            try connection.flush(timeout: timeout, deadline: deadline)
+            return nil
+        } catch {
+            return handle(error)
+        }
+    }
+
+    private func flushBeforeClose() {
+        _ = try? connection?.flush(timeout: .seconds(1), deadline: deadline)
+    }
+
+    private func handle(_ error: any Error) -> [ClientSession.Action] {
+        switch error as? TransportError {
+        case .closedByPeer?:
+            return session.connectionClosed()
+        case .timedOut?:
+            return session.timedOut(String(describing: error))
+        case .cancelled?:
+            close()
+            return [.fail(SMTPError(
+                phase: session.awaitedPhase ?? .connect, kind: .cancelled, isTemporary: true))]
+        default:
+            return session.connectionFailed(String(describing: error))
+        }
+    }
+
+    /// Streams the pending message through the transparency encoder. On a failure the connection is
+    /// closed without the final ".", so the server discards what it received.
+    private func sendMessageContent() -> [ClientSession.Action] {
+        guard let message = batch?.inProgress.first?.message, let connection else {
+            return session.messageContentFailed(SMTPError(
+                phase: .dataTransfer, kind: .protocolViolation("no message to send"), isTemporary: false))
+        }
+        var encoder = DataEncoder()
+        var output: [UInt8] = []
+        var octets = 0
+        do {
+            var reader = try message.content.makeReader()
+            while let chunk = try reader.read(maxLength: OutgoingMessage.chunkSize) {
+                try encoder.encode(chunk, into: &output)
+                if output.count >= OutgoingMessage.chunkSize {
+                    octets += output.count
+                    connection.enqueue(output)
+                    output.removeAll(keepingCapacity: true)
+                    try connection.flush(timeout: configuration.timeouts.dataBlock, deadline: deadline)
+                }
+            }
+            encoder.finish(into: &output)
+            octets += output.count
+            // The last chunk stays buffered, so that the next transaction's commands go in the same write.
+            connection.enqueue(output)
+            transcript.note("message content: \(octets) octets, ending with CRLF.CRLF")
+        } catch let error as DataEncodingError {
+            return session.messageContentFailed(SMTPError(
+                phase: .dataTransfer, kind: .invalidMessage(error), isTemporary: false))
+        } catch let error as TransportError {
+            return handle(error)
+        } catch {
+            return session.messageContentFailed(SMTPError(
+                phase: .dataTransfer, kind: .protocolViolation("reading the message failed: \(error)"),
+                isTemporary: true))
+        }
+        return session.messageContentSent() + startWaitingTransactions()
+    }
+
+    /// Reads what the server sent while the connection was idle, such as a 421 before an idle
+    /// timeout or the end of the connection, so that a reused connection fails before MAIL is sent.
+    private func checkIdleConnection() throws(SMTPError) {
+        guard let connection else {
+            throw SMTPError(phase: .mail, kind: .connectionClosed, isTemporary: true)
+        }
+        // A failed poll counts as readable, so that the read reports the error.
+        guard (try? connection.pollReadable(timeout: .zero)) ?? true else { return }
+        _ = try run(receive(timeout: configuration.timeouts.command))
+        if self.connection == nil || !session.isReady {
+            throw SMTPError(phase: .mail, kind: .connectionClosed, isTemporary: true)
+        }
+    }
+
+    // MARK: - Helpers
+
+    private static func connectError(_ error: any Error) -> SMTPError {
+        switch error as? TransportError {
+        case .cancelled?:
+            return SMTPError(phase: .connect, kind: .cancelled, isTemporary: true)
+        case .timedOut?:
+            return SMTPError(phase: .connect, kind: .timedOut(String(describing: error)), isTemporary: true)
+        case .nameResolutionFailed(_, _, let isTemporary)?:
+            return SMTPError(
+                phase: .connect, kind: .connectionFailed(String(describing: error)), isTemporary: isTemporary)
+        case let transportError?:
+            return SMTPError(phase: .connect, kind: .connectionFailed(transportError.description), isTemporary: true)
+        case nil:
+            return SMTPError(phase: .connect, kind: .connectionFailed(String(describing: error)), isTemporary: true)
+        }
+    }
+
+    /// The host name when it is fully qualified, or else an address literal of the local address
+    /// (RFC 5321 section 4.1.3), because servers may reject an unqualified name.
+    static func defaultClientName(localAddress: String) -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        if gethostname(&buffer, buffer.count) == 0 {
+            let name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if name.contains("."), !name.hasSuffix("."), name.utf8.allSatisfy({ $0 < 0x80 && $0 > 0x20 }) {
+                return name
+            }
+        }
+        return addressLiteral(localAddress)
+    }
+
+    /// `[192.0.2.1]` or `[IPv6:2001:db8::1]` from a printable socket address with a port.
+    static func addressLiteral(_ address: String) -> String {
+        if address.hasPrefix("[") , let end = address.firstIndex(of: "]") {
+            return "[IPv6:" + address[address.index(after: address.startIndex)..<end] + "]"
+        }
+        let host = address.split(separator: ":").first.map(String.init) ?? address
+        return "[\(host)]"
+    }
+}

@@ -1,0 +1,6 @@
+import Foundation
+import OutboxCLI
+
+// A write to a closed pipe must fail with EPIPE, not end the process before it can report.
+signal(SIGPIPE, SIG_IGN)
+exit(await OutboxCommand.run(Array(CommandLine.arguments.dropFirst())))

@@ -1,0 +1,264 @@
+import Synchronization
+import Foundation
+import OutboxTestSupport
+import SMTPCore
+import Testing
+@testable import SMTPClient
+
+private func configuration(_ server: ScriptedServer, timeout: Duration = .seconds(5)) -> SMTPClientConfiguration {
+    SMTPClientConfiguration(
+        host: "127.0.0.1", port: server.port, clientName: "client.example.test", timeouts: .init(all: timeout))
+}
+
+private let message = "From: a@example.test\r\nTo: b@example.test\r\nSubject: test\r\n\r\n.dot\r\nbody\r\n"
+
+private func outgoing(_ text: String = message) throws -> OutgoingMessage {
+    try OutgoingMessage(bytes: Array(text.utf8))
+}
+
+private let envelope = Envelope(sender: "a@example.test", recipients: ["b@example.test"])
+
+@Suite(.timeLimit(.minutes(1)))
+struct SMTPConnectionTests {
+    @Test func sendsMessageToScriptedServer() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        let result = try await connection.send(try outgoing(), envelope: envelope)
+        await connection.quit()
+        #expect(result.reply.code == 250)
+        #expect(server.waitUntilFinished())
+        let record = try #require(server.connections.first)
+        #expect(record.lines.first == "EHLO client.example.test")
+        #expect(record.lines.contains("MAIL FROM:<a@example.test> SIZE=\(try outgoing().statistics.size)"))
+        #expect(record.lines.last == "QUIT")
+        #expect(record.messages.count == 1)
+        #expect(String(decoding: record.messages[0], as: UTF8.self).contains("\r\n..dot\r\n"))
+    }
+
+    @Test func batchReusesConnectionAndPipelines() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        let batch = try (0..<5).map { index in
+            (try outgoing("Subject: \(index)\r\n\r\nbody \(index)\r\n"), envelope)
+        }
+        let results = await connection.send(batch)
+        await connection.quit()
+        #expect(results.count == 5)
+        #expect(results.allSatisfy { if case .success = $0 { true } else { false } })
+        #expect(server.waitUntilFinished())
+        let record = try #require(server.connections.first)
+        #expect(server.connections.count == 1)
+        #expect(record.messages.count == 5)
+        #expect(record.lines.filter { $0.hasPrefix("MAIL FROM:") }.count == 5)
+        #expect(!record.lines.contains("RSET"))
+    }
+
+    @Test func rejectedMessageThenRsetBeforeNext() async throws {
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.defaultRecipientReply = "550 5.1.1 No such user"
+        let server = try ScriptedServer(script: [.playESMTP(behavior)])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        let results = await connection.send([(try outgoing(), envelope), (try outgoing(), envelope)])
+        await connection.quit()
+        for result in results {
+            guard case .failure(let error) = result else {
+                Issue.record("expected a rejection")
+                continue
+            }
+            #expect(error.kind == .allRecipientsRejected)
+            #expect(error.recipientResults.first?.reply.enhancedCode?.description == "5.1.1")
+        }
+        #expect(server.waitUntilFinished())
+        let lines = try #require(server.connections.first).lines
+        #expect(lines.contains("RSET"))
+    }
+
+    @Test func partialRejectionDeliversToOthers() async throws {
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.recipientReplies = ["bad@example.test": "550 5.1.1 No such user"]
+        let server = try ScriptedServer(script: [.playESMTP(behavior)])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        let twoRecipients = Envelope(sender: "a@example.test", recipients: ["bad@example.test", "b@example.test"])
+        let result = try await connection.send(try outgoing(), envelope: twoRecipients)
+        await connection.quit()
+        #expect(result.accepted.map(\.address) == ["b@example.test"])
+        #expect(result.rejected.map(\.address) == ["bad@example.test"])
+        #expect(result.rejected.first?.reply.code == 550)
+    }
+
+    @Test func greetingByteAtATime() async throws {
+        let server = try ScriptedServer(script: [
+            .sendSlowly("220-scripted.test\r\n220 ready\r\n", byteDelay: .milliseconds(2)),
+            .expectLine(prefix: "EHLO"),
+            .sendSlowly("250-scripted.test\r\n250 PIPELINING\r\n", byteDelay: .milliseconds(2)),
+            .expectLine("QUIT"),
+            .send("221 bye\r\n"),
+        ])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        #expect(connection.capabilities.supportsPipelining)
+        await connection.quit()
+        #expect(server.waitUntilFinished())
+        #expect(server.failures.isEmpty)
+    }
+
+    @Test func stalledGreetingTimesOut() async throws {
+        let server = try ScriptedServer(script: [.stall(.seconds(3))])
+        defer { server.stop() }
+        let start = ContinuousClock.now
+        do {
+            _ = try await SMTPConnection.open(configuration(server, timeout: .milliseconds(300)))
+            Issue.record("expected a timeout")
+        } catch {
+            #expect(error.phase == .greeting)
+            #expect(error.isTemporary)
+            guard case .timedOut = error.kind else {
+                Issue.record("expected a timeout, got \(error)")
+                return
+            }
+        }
+        #expect(ContinuousClock.now - start < .seconds(2))
+    }
+
+    @Test func drippingServerStoppedByDeadline() async throws {
+        let server = try ScriptedServer(script: [
+            .sendSlowly("220 " + String(repeating: "x", count: 100) + "\r\n", byteDelay: .milliseconds(50)),
+        ])
+        defer { server.stop() }
+        var config = configuration(server, timeout: .seconds(1))
+        config.sessionDeadline = .milliseconds(500)
+        let start = ContinuousClock.now
+        do {
+            _ = try await SMTPConnection.open(config)
+            Issue.record("expected the deadline to end the session")
+        } catch {
+            #expect(error.phase == .greeting)
+            guard case .timedOut = error.kind else {
+                Issue.record("expected a timeout, got \(error)")
+                return
+            }
+        }
+        #expect(ContinuousClock.now - start < .milliseconds(1500))
+    }
+
+    @Test func cancellationEndsBlockedRead() async throws {
+        let server = try ScriptedServer(script: [.stall(.seconds(5))])
+        defer { server.stop() }
+        let config = configuration(server, timeout: .seconds(30))
+        let task = Task { () async -> Result<SMTPConnection, SMTPError> in
+            do throws(SMTPError) {
+                return .success(try await SMTPConnection.open(config))
+            } catch {
+                return .failure(error)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        let start = ContinuousClock.now
+        task.cancel()
+        let result = await task.value
+        #expect(ContinuousClock.now - start < .seconds(1))
+        guard case .failure(let error) = result else {
+            Issue.record("expected cancellation")
+            return
+        }
+        #expect(error.kind == .cancelled)
+    }
+
+    @Test func closeAfterDataIsTemporary() async throws {
+        let server = try ScriptedServer(script: [
+            .send("220 scripted.test\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
+            .expectLine(prefix: "MAIL"),
+            .expectLine(prefix: "RCPT"),
+            .expectLine("DATA"),
+            .send("250 ok\r\n250 ok\r\n354 go\r\n"),
+            .readData,
+            .close,
+        ])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        let sample = try outgoing()
+        do {
+            _ = try await connection.send(sample, envelope: envelope)
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.phase == .endOfData)
+            #expect(error.kind == .connectionClosed)
+            #expect(error.isTemporary)
+        }
+        #expect(!connection.isOpen)
+    }
+
+    @Test func idle421DetectedBeforeMail() async throws {
+        let server = try ScriptedServer(script: [
+            .send("220 scripted.test\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .send("250 scripted.test\r\n"),
+            .stall(.milliseconds(200)),
+            .send("421 4.4.2 idle timeout\r\n"),
+            .close,
+        ])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        try await Task.sleep(for: .milliseconds(500))
+        let sample = try outgoing()
+        do {
+            _ = try await connection.send(sample, envelope: envelope)
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.isTemporary)
+        }
+        #expect(server.waitUntilFinished())
+        #expect(!(server.connections.first?.lines.contains { $0.hasPrefix("MAIL") } ?? true))
+    }
+
+    @Test func refusedConnectionNamesAddress() async throws {
+        let port = try ScriptedServer(script: []).port  // free, then closed when the server is released
+        let config = SMTPClientConfiguration(host: "127.0.0.1", port: port, timeouts: .init(all: .seconds(2)))
+        do {
+            _ = try await SMTPConnection.open(config)
+            Issue.record("expected a connection failure")
+        } catch {
+            #expect(error.phase == .connect)
+            #expect(error.isTemporary)
+            #expect(error.description.contains("127.0.0.1"))
+        }
+    }
+
+    @Test func transcriptHasBothDirections() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let lines = LockedLines()
+        let connection = try await SMTPConnection.open(configuration(server)) { lines.append($0.description) }
+        _ = try await connection.send(try outgoing(), envelope: envelope)
+        await connection.quit()
+        let transcript = lines.all
+        #expect(transcript.contains("C: EHLO client.example.test"))
+        #expect(transcript.contains("S: 250 2.0.0 Message accepted"))
+        #expect(transcript.contains("C: QUIT"))
+        #expect(!transcript.contains { $0.contains("body") })
+    }
+
+    @Test func defaultClientNameIsLiteralOrQualified() {
+        #expect(SessionDriver.addressLiteral("127.0.0.1:2525") == "[127.0.0.1]")
+        #expect(SessionDriver.addressLiteral("[::1]:2525") == "[IPv6:::1]")
+        let name = SessionDriver.defaultClientName(localAddress: "127.0.0.1:2525")
+        #expect(name == "[127.0.0.1]" || name.contains("."))
+    }
+}
+
+/// Collects transcript lines from the connection's thread.
+final class LockedLines: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    func append(_ line: String) {
+        lines.withLock { $0.append(line) }
+    }
+
+    var all: [String] { lines.withLock { $0 } }
+}
