@@ -11,7 +11,7 @@ import Glibc
 @Suite("Test server harness")
 struct TestServerHarnessTests {
     @Test(
-        "Postfix instance delivers and rejects reject- recipients",
+        "Postfix delivers and rejects reject- recipients",
         .enabled(if: PostfixInstance.isAvailable, Comment(rawValue: PostfixInstance.skipComment))
     )
     func postfixDeliversAndRejects() async throws {

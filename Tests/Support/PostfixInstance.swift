@@ -272,7 +272,7 @@ public struct DeliveredMessage: Sendable {
 
 /// An error from starting, using or stopping a test server.
 public enum TestServerError: Error, CustomStringConvertible {
-    /// The server cannot run in this process; the string says why.
+    /// The server cannot run in this process, for the reason in the associated value.
     case unavailable(String)
     case commandFailed(command: String, status: Int32, output: String)
     case timedOut(String)

@@ -13,13 +13,13 @@ import Darwin
 /// - `-Q DATA`: reply 421 and disconnect after DATA (any command names, comma-separated).
 /// - `-q RCPT`: disconnect without a reply after RCPT.
 /// - `-r MAIL` and `-f RCPT`: reject the command with 450 or 500. Both turn off PIPELINING.
-/// - `-A 0`: reply 550 right after the 354 of DATA and stop reading.
+/// - `-A 0`: send "550 This violates SMTP" right after the 354 reply to DATA and stop reading.
 /// - `-8`, `-N`, `-p`, `-E`, `-e`: do not announce 8BITMIME, DSN, PIPELINING,
 ///   ENHANCEDSTATUSCODES, or ESMTP at all.
 /// - `-w 5`: wait 5 seconds before replying to DATA.
 ///
-/// smtp-sink never announces SIZE, SMTPUTF8 or STARTTLS. It announces AUTH but accepts any
-/// credentials. The process always runs with `-c`, so that `receivedMessageCount()` can count
+/// smtp-sink never announces SIZE, SMTPUTF8 or STARTTLS. It announces AUTH PLAIN LOGIN and
+/// replies "250 2.0.0 Ok" (not 235) to AUTH, whatever the credentials. The process always runs with `-c`, so that `receivedMessageCount()` can count
 /// messages, and as root also with `-u nobody`, because smtp-sink refuses to keep root.
 ///
 /// With `dumpsMessages: true`, every transaction goes to its own file in `dumpDirectory`. Such a
@@ -219,8 +219,8 @@ public final class SMTPSink: @unchecked Sendable {
     }
 }
 
-/// Whether a TCP socket listens on 127.0.0.1:`port` or on all IPv4 addresses, from Linux's
-/// /proc/net/tcp.
+/// Returns whether a TCP socket listens on 127.0.0.1:`port` or on all IPv4 addresses, read
+/// from Linux's /proc/net/tcp.
 ///
 /// NOTE: Linux only. Elsewhere this returns false, so `SMTPSink.start` times out.
 func isListeningOnLoopback(port: UInt16) -> Bool {
