@@ -12,11 +12,13 @@ let package = Package(
     targets: [
         // The SMTP protocol without I/O: commands, replies, capabilities, the client state machine
         // and the DATA transparency transform.
-        .target(name: "SMTPCore"),
+        .target(name: "SMTPCore", dependencies: ["COpenSSL"]),
         // RFC 5322 messages: header fields and addresses.
         .target(name: "MailMessage"),
         // Sockets, timeouts and the driver that runs the SMTPCore state machine over a connection.
-        .target(name: "SMTPClient", dependencies: ["SMTPCore"]),
+        .target(name: "SMTPClient", dependencies: ["SMTPCore", "COpenSSL"]),
+        // OpenSSL from Debian's libssl-dev, for TLS and the hashes that SASL mechanisms need.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // The `outbox` commands as a library, so that they can be tested without spawning processes.
         .target(name: "OutboxCLI", dependencies: ["SMTPCore", "SMTPClient", "MailMessage"]),
         .executableTarget(name: "outbox", dependencies: ["OutboxCLI"]),

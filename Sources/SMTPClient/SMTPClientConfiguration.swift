@@ -1,7 +1,7 @@
 import SMTPCore
 
 /// Where and how to connect to an SMTP server.
-public struct SMTPClientConfiguration: Sendable, Hashable {
+public struct SMTPClientConfiguration: Sendable {
     /// The server's host name or IP address. Every address the name resolves to is tried in turn.
     public var host: String
     public var port: UInt16
@@ -14,10 +14,16 @@ public struct SMTPClientConfiguration: Sendable, Hashable {
     /// Whether to pipeline commands when the server offers PIPELINING.
     public var usePipelining: Bool
     public var replyLimits: ReplyParser.Limits
+    /// How the connection is encrypted. Nil chooses by the server: implicit TLS on port 465,
+    /// no TLS for a server on a loopback address, and required STARTTLS for every other server.
+    public var tlsMode: TLSMode?
+    /// How to log in, or nil to send without AUTH.
+    public var authentication: AuthenticationConfiguration?
 
     public init(
         host: String, port: UInt16 = 25, clientName: String? = nil, timeouts: Timeouts = .init(),
-        sessionDeadline: Duration? = nil, usePipelining: Bool = true, replyLimits: ReplyParser.Limits = .init()
+        sessionDeadline: Duration? = nil, usePipelining: Bool = true, replyLimits: ReplyParser.Limits = .init(),
+        tlsMode: TLSMode? = nil, authentication: AuthenticationConfiguration? = nil
     ) {
         self.host = host
         self.port = port
@@ -26,6 +32,15 @@ public struct SMTPClientConfiguration: Sendable, Hashable {
         self.sessionDeadline = sessionDeadline
         self.usePipelining = usePipelining
         self.replyLimits = replyLimits
+        self.tlsMode = tlsMode
+        self.authentication = authentication
+    }
+
+    /// The TLS mode in effect for a connection whose remote end is or is not a loopback address.
+    public func effectiveTLSMode(remoteIsLoopback: Bool) -> TLSMode {
+        if let tlsMode { return tlsMode }
+        if port == 465 { return .implicit }
+        return remoteIsLoopback ? .off : .requiredStartTLS
     }
 
     /// How long to wait at each step. The defaults are the minimums of RFC 5321 section 4.5.3.2.
@@ -63,7 +78,7 @@ public struct SMTPClientConfiguration: Sendable, Hashable {
             switch phase {
             case .connect: connect
             case .greeting: greeting
-            case .ehlo, .helo, .mail, .rcpt, .rset: command
+            case .ehlo, .helo, .startTLS, .auth, .mail, .rcpt, .rset: command
             case .data: dataInitiation
             case .dataTransfer: dataBlock
             case .endOfData: dataTermination
@@ -71,4 +86,17 @@ public struct SMTPClientConfiguration: Sendable, Hashable {
             }
         }
     }
+}
+
+/// How an SMTP connection is encrypted.
+public enum TLSMode: String, Sendable, Hashable, CaseIterable {
+    /// No encryption. Credentials are then sent only to a loopback address, unless allowed explicitly.
+    case off
+    /// STARTTLS when the server offers it, else unencrypted. This protects only against passive
+    /// eavesdroppers: an attacker on the path can remove the offer.
+    case opportunisticStartTLS = "opportunistic"
+    /// STARTTLS, and the session ends before AUTH or MAIL unless it succeeds with a verified certificate.
+    case requiredStartTLS = "starttls"
+    /// TLS from the first byte, as on port 465 (RFC 8314).
+    case implicit
 }

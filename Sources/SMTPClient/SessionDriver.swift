@@ -45,9 +45,20 @@ final class SessionDriver: @unchecked Sendable {
         self.cancellation = cancellation
         self.transcript = transcript
         let clientName = configuration.clientName ?? Self.defaultClientName(localAddress: connection.localAddress)
+        let isLoopback = Self.isLoopback(connection.remoteAddress)
+        let tlsMode = configuration.effectiveTLSMode(remoteIsLoopback: isLoopback)
+        let startTLS: StartTLSPolicy = switch tlsMode {
+        case .off, .implicit: .never
+        case .opportunisticStartTLS: .ifOffered
+        case .requiredStartTLS: .required
+        }
+        var authentication = configuration.authentication
+        authentication?.host = configuration.host
+        authentication?.port = configuration.port
         self.session = ClientSession(configuration: .init(
             clientName: clientName, usePipelining: configuration.usePipelining,
-            replyLimits: configuration.replyLimits))
+            replyLimits: configuration.replyLimits, startTLS: startTLS, isEncrypted: tlsMode == .implicit,
+            isLoopback: isLoopback, authentication: authentication))
     }
 
     /// Connects, reads the greeting and sends EHLO.
@@ -140,6 +151,11 @@ final class SessionDriver: @unchecked Sendable {
                 case .write(let bytes):
                     transcript.client(bytes)
                     connection?.enqueue(bytes)
+                case .writeRedacted(let bytes, let shown):
+                    transcript.clientRedacted(shown)
+                    connection?.enqueue(bytes)
+                case .startTLS:
+                    actions += startTLS()
                 case .sendMessageContent:
                     actions += sendMessageContent()
                 case .ready:
@@ -210,6 +226,19 @@ final class SessionDriver: @unchecked Sendable {
         current.inProgress = []
         current.waiting = []
         batch = current
+    }
+
+    /// Performs the TLS handshake after the server's 220 to STARTTLS.
+    private func startTLS() -> [ClientSession.Action] {
+        guard let connection else { return session.connectionClosed() }
+        // Bytes that arrive before the client's first handshake message were sent unprotected and
+        // unasked, perhaps by an attacker; reading them as TLS records would hide that.
+        if (try? connection.pollReadable(timeout: .zero)) ?? true {
+            return session.tlsFailed(
+                "the server sent data after its 220 reply to STARTTLS, before the TLS handshake; it may have been injected")
+        }
+        // TODO: perform the handshake.
+        return session.tlsFailed("TLS is not available in this build")
     }
 
     private func receive(timeout: Duration) -> [ClientSession.Action] {
@@ -335,6 +364,22 @@ final class SessionDriver: @unchecked Sendable {
             }
         }
         return addressLiteral(localAddress)
+    }
+
+    /// Whether a printable socket address (`127.0.0.1:25`, `[::1]:25`) is a loopback address:
+    /// 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6.
+    static func isLoopback(_ address: String) -> Bool {
+        var host = address
+        if host.hasPrefix("["), let end = host.firstIndex(of: "]") {
+            host = String(host[host.index(after: host.startIndex)..<end])
+        } else if let colon = host.lastIndex(of: ":") {
+            host = String(host[..<colon])
+        }
+        let lowered = host.lowercased()
+        if lowered == "::1" { return true }
+        if lowered.hasPrefix("::ffff:") { host = String(host.dropFirst("::ffff:".count)) }
+        let octets = host.split(separator: ".")
+        return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
     /// `[192.0.2.1]` or `[IPv6:2001:db8::1]` from a printable socket address with a port.

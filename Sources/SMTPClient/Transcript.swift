@@ -45,6 +45,11 @@ struct TranscriptWriter {
         }
     }
 
+    /// Notes a client line that carries a secret, as the text to show in its place.
+    func clientRedacted(_ shown: String) {
+        handler?(TranscriptLine(.client, shown))
+    }
+
     mutating func server(_ bytes: some Collection<UInt8>) {
         guard let handler else { return }
         partialServerLine.append(contentsOf: bytes)

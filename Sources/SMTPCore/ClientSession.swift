@@ -10,17 +10,34 @@
 /// the previous one's content is written, before its end-of-data reply arrives: RFC 2920 section 3.1
 /// lets message content begin a group of pipelined commands, so one round trip serves each message.
 public struct ClientSession: Sendable {
-    public struct Configuration: Sendable, Hashable {
+    public struct Configuration: Sendable {
         /// The domain or address literal sent with EHLO and HELO.
         public var clientName: String
         /// Whether to pipeline commands when the server offers PIPELINING.
         public var usePipelining: Bool
         public var replyLimits: ReplyParser.Limits
+        /// Whether and when to send STARTTLS. Ignored when `isEncrypted` is true from the start.
+        public var startTLS: StartTLSPolicy
+        /// Whether the connection is already encrypted, as with implicit TLS on port 465.
+        public var isEncrypted: Bool
+        /// Whether the server is on this machine (a loopback address), where an unencrypted
+        /// connection exposes nothing to a network.
+        public var isLoopback: Bool
+        /// How to log in after EHLO, or nil to send mail without AUTH.
+        public var authentication: AuthenticationConfiguration?
 
-        public init(clientName: String, usePipelining: Bool = true, replyLimits: ReplyParser.Limits = .init()) {
+        public init(
+            clientName: String, usePipelining: Bool = true, replyLimits: ReplyParser.Limits = .init(),
+            startTLS: StartTLSPolicy = .never, isEncrypted: Bool = false, isLoopback: Bool = false,
+            authentication: AuthenticationConfiguration? = nil
+        ) {
             self.clientName = clientName
             self.usePipelining = usePipelining
             self.replyLimits = replyLimits
+            self.startTLS = startTLS
+            self.isEncrypted = isEncrypted
+            self.isLoopback = isLoopback
+            self.authentication = authentication
         }
     }
 
@@ -28,6 +45,11 @@ public struct ClientSession: Sendable {
     public enum Action: Sendable, Hashable {
         /// Write these bytes to the server. Consecutive writes may be coalesced into one.
         case write([UInt8])
+        /// Write these bytes, which carry a secret, and show `transcript` in their place in any log.
+        case writeRedacted([UInt8], transcript: String)
+        /// Perform the TLS handshake on the connection, then call `tlsEstablished()`. Bytes that
+        /// arrived before it were already rejected.
+        case startTLS
         /// Send the content of the oldest transaction still in progress through a `DataEncoder`, then
         /// call `messageContentSent()`.
         case sendMessageContent
@@ -46,6 +68,9 @@ public struct ClientSession: Sendable {
         case awaitingGreeting
         case awaitingEHLO
         case awaitingHELO
+        case awaitingStartTLS
+        case tlsHandshake
+        case authenticating(AuthenticationExchange)
         /// EHLO or HELO succeeded. Transactions, if any, are in `transactions`.
         case open
         case quitting
@@ -53,18 +78,23 @@ public struct ClientSession: Sendable {
     }
 
     public let configuration: Configuration
-    public private(set) var capabilities = Capabilities.none
+    public internal(set) var capabilities = Capabilities.none
     var state = State.awaitingGreeting
     /// Transactions whose replies are still to come, oldest first. At most two: one waiting for its
     /// end-of-data reply and one pipelined behind it.
     var transactions: [TransactionState] = []
-    private var parser: ReplyParser
+    var parser: ReplyParser
+    /// Whether the connection is encrypted: from the start, or after STARTTLS and the handshake.
+    public internal(set) var isEncrypted: Bool
+    /// Whether the session logged in with AUTH.
+    public internal(set) var isAuthenticated = false
     /// Set when a transaction ended before its end of data, so the server may still hold its envelope.
     var needsReset = false
 
     public init(configuration: Configuration) {
         self.configuration = configuration
         self.parser = ReplyParser(limits: configuration.replyLimits)
+        self.isEncrypted = configuration.isEncrypted
     }
 
     /// The phase whose reply the session is waiting for, which sets the timeout; nil when idle.
@@ -73,6 +103,8 @@ public struct ClientSession: Sendable {
         case .awaitingGreeting: .greeting
         case .awaitingEHLO: .ehlo
         case .awaitingHELO: .helo
+        case .awaitingStartTLS, .tlsHandshake: .startTLS
+        case .authenticating: .auth
         case .closed: nil
         case .quitting: .quit
         case .open:
@@ -224,8 +256,15 @@ public struct ClientSession: Sendable {
         case .awaitingHELO:
             guard reply.isPositiveCompletion else { return failAfterReply(reply, phase: .helo) }
             capabilities = .none
-            state = .open
-            return [.ready(capabilities)]
+            return afterGreetingExchange()
+        case .awaitingStartTLS:
+            return handleStartTLSReply(reply)
+        case .tlsHandshake:
+            return fail(SMTPError(
+                phase: .startTLS, kind: .protocolViolation("reply during the TLS handshake: \(reply)"), reply: reply,
+                isTemporary: true))
+        case .authenticating(let exchange):
+            return handleAuthenticationReply(reply, exchange: exchange)
         case .open where transactions.isEmpty:
             if reply.code == 421 {
                 return fail(.rejected(reply, phase: .mail))
@@ -259,8 +298,7 @@ public struct ClientSession: Sendable {
     private mutating func handleEHLO(_ reply: SMTPReply) -> [Action] {
         if reply.isPositiveCompletion {
             capabilities = Capabilities(ehloReply: reply)
-            state = .open
-            return [.ready(capabilities)]
+            return afterGreetingExchange()
         }
         // RFC 5321 section 3.2: fall back to HELO only when EHLO is not recognized. A 4xx, 421 included,
         // is a temporary refusal by a server that may well speak ESMTP.
@@ -271,7 +309,7 @@ public struct ClientSession: Sendable {
         return failAfterReply(reply, phase: .ehlo)
     }
 
-    private mutating func writeOrFail(_ command: SMTPCommand, phase: SMTPPhase) -> [Action] {
+    mutating func writeOrFail(_ command: SMTPCommand, phase: SMTPPhase) -> [Action] {
         do {
             return [.write(try command.encoded())]
         } catch {
@@ -284,7 +322,7 @@ public struct ClientSession: Sendable {
     /// Ends the session after a negative reply outside a transaction. RFC 5321 section 3.8: after a
     /// 421 the server is closing the channel, so the client just closes; after other refusals it sends
     /// QUIT without waiting for the reply.
-    private mutating func failAfterReply(_ reply: SMTPReply, phase: SMTPPhase) -> [Action] {
+    mutating func failAfterReply(_ reply: SMTPReply, phase: SMTPPhase) -> [Action] {
         let error = SMTPError.rejected(reply, phase: phase)
         state = .closed
         if reply.code == 421 {

@@ -4,6 +4,9 @@ public enum SMTPPhase: String, Sendable, Hashable, CaseIterable, CustomStringCon
     case greeting
     case ehlo = "EHLO"
     case helo = "HELO"
+    /// The STARTTLS command and the TLS handshake after it, or the handshake of implicit TLS.
+    case startTLS = "STARTTLS"
+    case auth = "AUTH"
     case mail = "MAIL"
     case rcpt = "RCPT"
     case data = "DATA"
@@ -43,6 +46,14 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
         case invalidMessage(DataEncodingError)
         /// The server's name did not resolve or no address accepted a connection; the text says why.
         case connectionFailed(String)
+        /// TLS was required but the server did not offer STARTTLS or refused it; the text says which.
+        case tlsUnavailable(String)
+        /// The TLS handshake failed, or the server's certificate was not trusted; the text says why.
+        case tlsFailed(String)
+        /// AUTH cannot be attempted: no usable mechanism, or the connection is not encrypted.
+        case authenticationUnavailable(String)
+        /// The server rejected the login; the text adds a hint and any error the server explained.
+        case authenticationFailed(String)
         /// The session was cancelled by the caller.
         case cancelled
     }
@@ -99,6 +110,11 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
             reason = error.description
         case .connectionFailed(let detail):
             reason = detail
+        case .tlsUnavailable(let detail), .tlsFailed(let detail), .authenticationUnavailable(let detail):
+            reason = detail
+        case .authenticationFailed(let detail):
+            let replyText = reply.map { "the server replied \"\($0)\"" } ?? "the login failed"
+            reason = detail.isEmpty ? replyText : "\(replyText). \(detail)"
         case .cancelled:
             reason = "cancelled"
         }
