@@ -25,7 +25,7 @@ let package = Package(
         .executableTarget(name: "outbox-benchmark", dependencies: ["SMTPCore", "SMTPClient"], path: "Benchmarks/Sources"),
 
         // Real and scripted SMTP servers for the tests: Postfix, smtp-sink, and a server that follows a script.
-        .target(name: "OutboxTestSupport", path: "Tests/Support", exclude: ["postfix-instance"]),
+        .target(name: "OutboxTestSupport", path: "Tests/Support", exclude: ["postfix-instance", "aiosmtpd-server.py"]),
 
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "MailMessageTests", dependencies: ["MailMessage"]),

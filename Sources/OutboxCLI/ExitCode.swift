@@ -26,7 +26,7 @@ public enum ExitCode: Int32, Sendable, CaseIterable {
     case temporaryFailure = 75
     /// EX_PROTOCOL: the server broke the SMTP protocol.
     case protocolError = 76
-    /// EX_NOPERM: permission denied.
+    /// EX_NOPERM: permission denied, such as a login the server rejected.
     case noPermission = 77
     /// EX_CONFIG: the configuration is wrong.
     case configuration = 78
@@ -40,6 +40,8 @@ public enum ExitCode: Int32, Sendable, CaseIterable {
             self = .protocolError
         case .extensionNotSupported:
             self = .unavailable
+        case .authenticationFailed where !error.isTemporary:
+            self = .noPermission
         case .connectionFailed where !error.isTemporary:
             self = .noHost
         case .allRecipientsRejected where !error.isTemporary:

@@ -11,6 +11,9 @@ public enum OutboxCommand {
 
         Commands:
           send      Send a message read from standard input or a file, as sendmail does.
+          capture   Run a local SMTP server that saves every message it receives to a Maildir.
+          check     Connect to a server and show its extensions, TLS certificate and login
+                    result, without sending mail.
           help      Show help for a command: outbox help send.
 
         Options:
@@ -32,9 +35,17 @@ public enum OutboxCommand {
         switch command {
         case "send":
             return await SendCommand.run(rest, console: console).rawValue
+        case "capture":
+            return await CaptureCommand.run(rest, console: console).rawValue
+        case "check":
+            return await CheckCommand.run(rest, console: console).rawValue
         case "help", "-h", "--help":
             if rest.first == "send" {
                 console.print(SendCommand.help)
+            } else if rest.first == "capture" {
+                console.print(CaptureCommand.help)
+            } else if rest.first == "check" {
+                console.print(CheckCommand.help)
             } else {
                 console.print(usage)
             }

@@ -22,17 +22,12 @@ enum SendCommand {
                              as with sendmail.
           -f ADDRESS         The envelope sender (MAIL FROM). "<>" sends with a null sender.
           --file PATH        Read the message from PATH instead of standard input.
-          --host HOST        The SMTP server's host name or address. Default: localhost.
-          --port PORT        The server's TCP port. Default: 25.
-          --helo NAME        The name sent with EHLO. Default: this machine's host name
-                             if it is fully qualified, else the local address as a literal.
-          --timeout SECONDS  Wait at most this long at each step, instead of the RFC 5321
-                             timeouts (5 minutes for most replies, 10 after the message).
-          --deadline SECONDS Give up on the whole session after this long. Default: none.
-          --no-pipelining    Send one command at a time even if the server offers PIPELINING.
           -v, --verbose      Print the server's reply for every recipient.
-          --debug            Print the SMTP conversation to standard error.
+          --debug            Print the SMTP conversation to standard error, with
+                             credentials redacted.
           -h, --help         Show this help.
+
+        \(ConnectionOptions.help)
 
         Exit status: 0 when every recipient was accepted; 75 (EX_TEMPFAIL) after a
         temporary failure; 67 (EX_NOUSER) when a recipient was rejected; 65 (EX_DATAERR)
@@ -44,16 +39,10 @@ enum SendCommand {
         .init(names: ["-i", "-oi"], takesValue: false),
         .init(names: ["-f"], takesValue: true),
         .init(names: ["--file"], takesValue: true),
-        .init(names: ["--host"], takesValue: true),
-        .init(names: ["--port"], takesValue: true),
-        .init(names: ["--helo"], takesValue: true),
-        .init(names: ["--timeout"], takesValue: true),
-        .init(names: ["--deadline"], takesValue: true),
-        .init(names: ["--no-pipelining"], takesValue: false),
         .init(names: ["-v", "--verbose"], takesValue: false),
         .init(names: ["--debug"], takesValue: false),
         .init(names: ["-h", "--help"], takesValue: false),
-    ])
+    ] + ConnectionOptions.options)
 
     /// A failure that ends the command with a message and an exit status.
     struct Failure: Error {
@@ -82,7 +71,9 @@ enum SendCommand {
     }
 
     private static func send(options: ArgumentParser.Result, console: Console) async throws -> ExitCode {
-        let configuration = try clientConfiguration(options)
+        let configuration = try ConnectionOptions.configuration(
+            options, command: "send", environment: ProcessInfo.processInfo.environment,
+            warn: { console.printError("outbox send: \($0)") })
         let spool = try readInput(options, console: console)
         let prepared = try PreparedMessage(spool: spool, options: options)
 
@@ -143,39 +134,7 @@ enum SendCommand {
         "sending to \(configuration.host) port \(configuration.port): \(error)"
     }
 
-    // MARK: - Options
-
-    private static func clientConfiguration(_ options: ArgumentParser.Result) throws -> SMTPClientConfiguration {
-        let host = options.value("--host") ?? "localhost"
-        guard !host.isEmpty, !host.contains(where: { $0.isWhitespace || $0.isNewline }) else {
-            throw UsageError("The host \"\(host)\" is not a valid host name.", command: "send")
-        }
-        var port: UInt16 = 25
-        if let text = options.value("--port") {
-            guard let value = UInt16(text), value > 0 else {
-                throw UsageError("The port \"\(text)\" is not a number from 1 to 65535.", command: "send")
-            }
-            port = value
-        }
-        var configuration = SMTPClientConfiguration(host: host, port: port)
-        if let helo = options.value("--helo") {
-            configuration.clientName = helo
-        }
-        if let timeout = try seconds(options, "--timeout") {
-            configuration.timeouts = .init(all: timeout)
-        }
-        configuration.sessionDeadline = try seconds(options, "--deadline")
-        configuration.usePipelining = !options.flag("--no-pipelining")
-        return configuration
-    }
-
-    private static func seconds(_ options: ArgumentParser.Result, _ name: String) throws -> Duration? {
-        guard let text = options.value(name) else { return nil }
-        guard let value = Double(text), value > 0, value.isFinite else {
-            throw UsageError("The value of \(name), \"\(text)\", is not a positive number of seconds.", command: "send")
-        }
-        return .milliseconds(Int64(value * 1000))
-    }
+    // MARK: - Input
 
     private static func readInput(_ options: ArgumentParser.Result, console: Console) throws -> MessageSpool {
         let input: FileHandle

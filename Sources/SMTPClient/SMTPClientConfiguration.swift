@@ -17,13 +17,16 @@ public struct SMTPClientConfiguration: Sendable {
     /// How the connection is encrypted. Nil chooses by the server: implicit TLS on port 465,
     /// no TLS for a server on a loopback address, and required STARTTLS for every other server.
     public var tlsMode: TLSMode?
+    /// The TLS settings: minimum version, whom to trust, client certificate. The default verifies
+    /// the certificate chain against the system's CA store and the host name.
+    public var tls: TLSConfiguration
     /// How to log in, or nil to send without AUTH.
     public var authentication: AuthenticationConfiguration?
 
     public init(
         host: String, port: UInt16 = 25, clientName: String? = nil, timeouts: Timeouts = .init(),
         sessionDeadline: Duration? = nil, usePipelining: Bool = true, replyLimits: ReplyParser.Limits = .init(),
-        tlsMode: TLSMode? = nil, authentication: AuthenticationConfiguration? = nil
+        tlsMode: TLSMode? = nil, tls: TLSConfiguration = .init(), authentication: AuthenticationConfiguration? = nil
     ) {
         self.host = host
         self.port = port
@@ -33,6 +36,7 @@ public struct SMTPClientConfiguration: Sendable {
         self.usePipelining = usePipelining
         self.replyLimits = replyLimits
         self.tlsMode = tlsMode
+        self.tls = tls
         self.authentication = authentication
     }
 

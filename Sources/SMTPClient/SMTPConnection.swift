@@ -51,6 +51,36 @@ public final class SMTPConnection: @unchecked Sendable {
         queue.sync { driver.capabilities }
     }
 
+    /// The TLS version, cipher and server certificate, or nil when the connection is not encrypted.
+    public var tlsSession: TLSSessionInfo? {
+        queue.sync { driver.tlsSession }
+    }
+
+    /// Whether the session logged in with AUTH.
+    public var isAuthenticated: Bool {
+        queue.sync { driver.session.isAuthenticated }
+    }
+
+    /// The SASL mechanism the session logged in with, or nil.
+    public var authenticationMechanism: String? {
+        queue.sync { driver.session.authenticationMechanism }
+    }
+
+    /// The server's greeting.
+    public var greeting: SMTPReply? {
+        queue.sync { driver.session.greeting }
+    }
+
+    /// What the server advertised before STARTTLS, or nil when the session did not use STARTTLS.
+    public var capabilitiesBeforeTLS: Capabilities? {
+        queue.sync { driver.session.capabilitiesBeforeTLS }
+    }
+
+    /// The address the connection reached, such as `192.0.2.1:587` or `[2001:db8::1]:587`.
+    public var remoteAddress: String {
+        queue.sync { driver.remoteAddress }
+    }
+
     /// Whether the session is open and idle, so that `send` can be called.
     public var isOpen: Bool {
         queue.sync { driver.isOpen }

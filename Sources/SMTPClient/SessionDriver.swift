@@ -34,6 +34,10 @@ final class SessionDriver: @unchecked Sendable {
     private(set) var session: ClientSession
     private var transcript: TranscriptWriter
     private var batch: Batch?
+    /// How this connection is encrypted, after the defaults for its server were applied.
+    let tlsMode: TLSMode
+    /// The TLS session, once the connection is encrypted.
+    private(set) var tlsSession: TLSSessionInfo?
 
     private init(
         configuration: SMTPClientConfiguration, connection: TCPConnection, deadline: ContinuousClock.Instant?,
@@ -47,6 +51,8 @@ final class SessionDriver: @unchecked Sendable {
         let clientName = configuration.clientName ?? Self.defaultClientName(localAddress: connection.localAddress)
         let isLoopback = Self.isLoopback(connection.remoteAddress)
         let tlsMode = configuration.effectiveTLSMode(remoteIsLoopback: isLoopback)
+        self.tlsMode = tlsMode
+        self.remoteAddress = connection.remoteAddress
         let startTLS: StartTLSPolicy = switch tlsMode {
         case .off, .implicit: .never
         case .opportunisticStartTLS: .ifOffered
@@ -79,6 +85,9 @@ final class SessionDriver: @unchecked Sendable {
         let driver = SessionDriver(
             configuration: configuration, connection: connection, deadline: deadline, cancellation: cancellation,
             transcript: writer)
+        if driver.tlsMode == .implicit {
+            try driver.startImplicitTLS()
+        }
         switch try driver.run([]) {
         case .ready:
             return driver
@@ -90,6 +99,7 @@ final class SessionDriver: @unchecked Sendable {
     }
 
     var capabilities: Capabilities { session.capabilities }
+    let remoteAddress: String
     var isOpen: Bool { connection != nil && session.isReady }
 
     /// Sends messages one after another and returns each one's result, in the order given.
@@ -228,17 +238,40 @@ final class SessionDriver: @unchecked Sendable {
         batch = current
     }
 
-    /// Performs the TLS handshake after the server's 220 to STARTTLS.
+    /// Performs the handshake of implicit TLS before the greeting (RFC 8314 section 3.3).
+    private func startImplicitTLS() throws(SMTPError) {
+        guard let connection else { return }
+        do {
+            let info = try connection.startTLS(
+                configuration: configuration.tls, serverName: configuration.host,
+                timeout: configuration.timeouts.greeting, deadline: deadline)
+            transcript.note("TLS \(info.protocolVersion) \(info.cipher)")
+            tlsSession = info
+        } catch {
+            close()
+            if let error = error as? TLSError {
+                throw SMTPError(phase: .startTLS, kind: .tlsFailed(error.description), isTemporary: true)
+            }
+            throw Self.connectError(error)
+        }
+    }
+
+    /// Performs the TLS handshake after the server's 220 to STARTTLS. The connection refuses bytes
+    /// that arrived before the client's first handshake message, which an attacker may have injected.
     private func startTLS() -> [ClientSession.Action] {
         guard let connection else { return session.connectionClosed() }
-        // Bytes that arrive before the client's first handshake message were sent unprotected and
-        // unasked, perhaps by an attacker; reading them as TLS records would hide that.
-        if (try? connection.pollReadable(timeout: .zero)) ?? true {
-            return session.tlsFailed(
-                "the server sent data after its 220 reply to STARTTLS, before the TLS handshake; it may have been injected")
+        do {
+            let info = try connection.startTLS(
+                configuration: configuration.tls, serverName: configuration.host,
+                timeout: configuration.timeouts.command, deadline: deadline)
+            transcript.note("TLS \(info.protocolVersion) \(info.cipher)")
+            tlsSession = info
+            return session.tlsEstablished()
+        } catch let error as TLSError {
+            return session.tlsFailed(error.description)
+        } catch {
+            return handle(error)
         }
-        // TODO: perform the handshake.
-        return session.tlsFailed("TLS is not available in this build")
     }
 
     private func receive(timeout: Duration) -> [ClientSession.Action] {

@@ -12,7 +12,7 @@ public enum StartTLSPolicy: Sendable, Hashable {
     case required
 }
 
-/// How the session logs in with AUTH (RFC 4954).
+/// Settings for logging in with AUTH (RFC 4954).
 public struct AuthenticationConfiguration: Sendable {
     public var credentials: SASLCredentials
     /// The mechanism to use, or nil to choose the strongest the server offers that the credentials
@@ -24,6 +24,8 @@ public struct AuthenticationConfiguration: Sendable {
     /// The server's host and port, which OAUTHBEARER sends.
     public var host: String
     public var port: UInt16
+    /// A mechanism instance to use instead of choosing one, for tests of the exchange itself.
+    var mechanismOverride: (any SASLMechanism)?
 
     public init(
         credentials: SASLCredentials, mechanism: String? = nil, allowUnencrypted: Bool = false, host: String = "",
@@ -50,7 +52,7 @@ struct AuthenticationExchange: Sendable {
 }
 
 extension ClientSession {
-    /// Continues after a successful EHLO or HELO: STARTTLS when the policy asks for it, then AUTH
+    /// Continues after a successful EHLO or HELO: STARTTLS when the policy requires or allows it, then AUTH
     /// when configured, then the session is ready.
     mutating func afterGreetingExchange() -> [Action] {
         if !isEncrypted, configuration.startTLS != .never {
@@ -105,6 +107,7 @@ extension ClientSession {
             preconditionFailure("ClientSession.tlsEstablished called without a handshake in progress")
         }
         isEncrypted = true
+        capabilitiesBeforeTLS = capabilities
         capabilities = .none
         parser = ReplyParser(limits: configuration.replyLimits)
         state = .awaitingEHLO
@@ -163,8 +166,12 @@ extension ClientSession {
     }
 
     private func selectMechanism(_ authentication: AuthenticationConfiguration) throws(SASLError) -> any SASLMechanism {
-        // TODO: wire the mechanism selection.
-        throw SASLError(mechanism: authentication.mechanism ?? "AUTH", message: "no mechanism is available yet")
+        if let mechanism = authentication.mechanismOverride {
+            return mechanism
+        }
+        return try selectSASLMechanism(
+            offered: capabilities.authenticationMechanisms, credentials: authentication.credentials,
+            configured: authentication.mechanism, host: authentication.host, port: authentication.port)
     }
 
     mutating func handleAuthenticationReply(_ reply: SMTPReply, exchange: AuthenticationExchange) -> [Action] {
@@ -178,6 +185,7 @@ extension ClientSession {
                     phase: .auth, kind: .authenticationFailed(error.description), reply: reply, isTemporary: false))
             }
             isAuthenticated = true
+            authenticationMechanism = exchange.mechanism.name
             state = .open
             return [.ready(capabilities)]
         case 334:
@@ -231,7 +239,7 @@ extension ClientSession {
         return [.write(Array("*\r\n".utf8))]
     }
 
-    /// What the user can do about a rejected login, by reply code (RFC 4954 section 6).
+    /// Returns advice for a rejected login, by reply code (RFC 4954 section 6).
     static func authenticationHint(for reply: SMTPReply) -> String {
         switch reply.code {
         case 535:

@@ -88,6 +88,12 @@ public struct ClientSession: Sendable {
     public internal(set) var isEncrypted: Bool
     /// Whether the session logged in with AUTH.
     public internal(set) var isAuthenticated = false
+    /// The server's greeting.
+    public private(set) var greeting: SMTPReply?
+    /// The capabilities the server advertised before STARTTLS, which the session no longer trusts.
+    public internal(set) var capabilitiesBeforeTLS: Capabilities?
+    /// The SASL mechanism the session logged in with.
+    public internal(set) var authenticationMechanism: String?
     /// Set when a transaction ended before its end of data, so the server may still hold its envelope.
     var needsReset = false
 
@@ -283,6 +289,7 @@ public struct ClientSession: Sendable {
     }
 
     private mutating func handleGreeting(_ reply: SMTPReply) -> [Action] {
+        greeting = reply
         guard reply.code == 220 else {
             if reply.isTransientNegative || reply.isPermanentNegative {
                 return failAfterReply(reply, phase: .greeting)

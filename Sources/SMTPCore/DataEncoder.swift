@@ -48,36 +48,68 @@ public struct DataEncoder: Sendable {
     ) throws(DataEncodingError) {
         precondition(!finished, "DataEncoder used after finish")
         output.reserveCapacity(output.count + chunk.count + chunk.count / 64 + 4)
-        for byte in chunk {
+        let failure = chunk.withContiguousStorageIfAvailable { buffer in
+            encode(buffer: buffer, into: &output)
+        }
+        if let failure {
+            if let failure { throw failure }
+            return
+        }
+        if let failure = Array(chunk).withUnsafeBufferPointer({ encode(buffer: $0, into: &output) }) {
+            throw failure
+        }
+    }
+
+    /// Encodes contiguous bytes, copying runs of ordinary bytes in bulk. Returns the error, if any,
+    /// because the closures that call it cannot throw a typed error.
+    private mutating func encode(buffer: UnsafeBufferPointer<UInt8>, into output: inout [UInt8]) -> DataEncodingError? {
+        let cr = UInt8(ascii: "\r")
+        let lf = UInt8(ascii: "\n")
+        var index = 0
+        while index < buffer.count {
+            let byte = buffer[index]
             if pendingCR {
                 pendingCR = false
                 endLine(into: &output)
-                if byte == UInt8(ascii: "\n") {
+                if byte == lf {
+                    index += 1
                     continue
                 }
             }
-            switch byte {
-            case UInt8(ascii: "\r"):
+            if byte == cr {
                 pendingCR = true
-            case UInt8(ascii: "\n"):
+                index += 1
+                continue
+            }
+            if byte == lf {
                 endLine(into: &output)
-            default:
-                if lineLength == 0, byte == UInt8(ascii: ".") {
-                    output.append(UInt8(ascii: "."))
-                }
-                lineLength += 1
-                if lineLength > maxLineLength {
-                    throw .lineTooLong(lineNumber: statistics.lineCount + 1, limit: maxLineLength)
-                }
-                if byte >= 0x80 {
+                index += 1
+                continue
+            }
+            if lineLength == 0, byte == UInt8(ascii: ".") {
+                output.append(UInt8(ascii: "."))
+            }
+            var end = index
+            while end < buffer.count {
+                let next = buffer[end]
+                if next == cr || next == lf { break }
+                if next >= 0x80 {
                     statistics.contains8BitData = true
-                } else if byte == 0 {
+                } else if next == 0 {
                     statistics.containsNUL = true
                 }
-                statistics.size += 1
-                output.append(byte)
+                end += 1
             }
+            let runLength = end - index
+            if lineLength + runLength > maxLineLength {
+                return .lineTooLong(lineNumber: statistics.lineCount + 1, limit: maxLineLength)
+            }
+            lineLength += runLength
+            statistics.size += runLength
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[index..<end]))
+            index = end
         }
+        return nil
     }
 
     /// Ends the data: a CRLF if the last line lacks one, then "." CRLF.

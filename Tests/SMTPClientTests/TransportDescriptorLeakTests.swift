@@ -6,20 +6,48 @@ import Testing
 
 @Suite("Transport descriptor leaks")
 struct TransportDescriptorLeakTests {
-    /// Runs every success and failure path of the transport and the scripted server once.
-    private func exerciseEveryPath() throws {
+    /// Runs the paths that hand back a connection, and returns the socket inodes of both ends, which
+    /// must all be closed afterwards.
+    private func exerciseConnectionPaths() throws -> [UInt] {
+        var inodes: [UInt] = []
         let signal = try CancellationSignal()
         let listener = try LoopbackListener(family: .ipv4)
 
         let connection = try TCPConnection.connect(
             host: "127.0.0.1", port: listener.port, connectTimeout: .seconds(2), deadline: nil, cancellation: signal
         )
+        inodes.append(OpenDescriptors.socketInode(of: connection.descriptor))
         let peer = try listener.accept()
         _ = try? connection.read(timeout: .milliseconds(5), deadline: nil)
         peer.close()
         _ = try? connection.read(timeout: .seconds(1), deadline: nil)
         connection.close()
 
+        let cancelled = try TCPConnection.connect(
+            host: "127.0.0.1", port: listener.port, connectTimeout: .seconds(2), deadline: nil, cancellation: signal
+        )
+        inodes.append(OpenDescriptors.socketInode(of: cancelled.descriptor))
+        signal.cancel()
+        _ = try? cancelled.read(timeout: .seconds(1), deadline: nil)
+        cancelled.close()
+
+        let server = try ScriptedServer(script: [.send("220 ready\r\n"), .expectLine("QUIT"), .close])
+        let client = try TCPConnection.connect(
+            host: "127.0.0.1", port: server.port, connectTimeout: .seconds(2), deadline: nil,
+            cancellation: CancellationSignal()
+        )
+        inodes.append(OpenDescriptors.socketInode(of: client.descriptor))
+        _ = try client.read(timeout: .seconds(2), deadline: nil)
+        try client.write(Array("QUIT\r\n".utf8), timeout: .seconds(2), deadline: nil)
+        _ = server.waitUntilFinished()
+        server.stop()
+        client.close()
+        return inodes
+    }
+
+    /// Runs the paths where connecting fails, which close their sockets internally.
+    private func exerciseFailurePaths() throws {
+        let signal = try CancellationSignal()
         let refusedPort = try LoopbackListener.unusedPort()
         _ = try? TCPConnection.connect(
             host: "127.0.0.1", port: refusedPort, connectTimeout: .seconds(1), deadline: nil, cancellation: signal
@@ -29,38 +57,31 @@ struct TransportDescriptorLeakTests {
         )
         if let unresponsive = try UnresponsiveListener() {
             _ = try? TCPConnection.connect(
-                host: "127.0.0.1", port: unresponsive.port, connectTimeout: .milliseconds(20), deadline: nil,
+                host: "127.0.0.1", port: unresponsive.port, connectTimeout: .milliseconds(5), deadline: nil,
                 cancellation: signal
             )
         }
-
-        let cancelled = try TCPConnection.connect(
-            host: "127.0.0.1", port: listener.port, connectTimeout: .seconds(2), deadline: nil, cancellation: signal
-        )
-        signal.cancel()
-        _ = try? cancelled.read(timeout: .seconds(1), deadline: nil)
-
-        let server = try ScriptedServer(script: [.send("220 ready\r\n"), .expectLine("QUIT"), .close])
-        let client = try TCPConnection.connect(
-            host: "127.0.0.1", port: server.port, connectTimeout: .seconds(2), deadline: nil,
-            cancellation: CancellationSignal()
-        )
-        _ = try client.read(timeout: .seconds(2), deadline: nil)
-        try client.write(Array("QUIT\r\n".utf8), timeout: .seconds(2), deadline: nil)
-        _ = server.waitUntilFinished()
-        server.stop()
     }
 
-    /// NOTE: /proc/self/fd counts the whole process, and other tests open sockets in parallel, so the
-    /// check allows some slack and compares the lowest of several samples. A leak of one descriptor per
-    /// path still adds at least `iterations` descriptors.
-    @Test func repeatedOperationsLeakNoDescriptors() throws {
-        let iterations = 40
-        try exerciseEveryPath()
+    @Test func connectionSocketsClosed() throws {
+        for _ in 0..<10 {
+            for inode in try exerciseConnectionPaths() {
+                #expect(!OpenDescriptors.containsSocket(inode: inode), "socket \(inode) is still open")
+            }
+        }
+    }
+
+    /// NOTE: /proc/self/fd counts the whole process, and other tests open descriptors in parallel
+    /// (about a hundred at once, seen here), so the check compares the lowest of several samples and
+    /// allows some slack. A leaked socket or eventfd on any failure path would add at least
+    /// `iterations`, twice the slack.
+    @Test func failedConnectsLeakNoDescriptors() throws {
+        let iterations = 240
+        try exerciseFailurePaths()
         let before = OpenDescriptors.count
 
         for _ in 0..<iterations {
-            try exerciseEveryPath()
+            try exerciseFailurePaths()
         }
 
         var after = Int.max

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import SMTPCore
 
@@ -156,5 +157,110 @@ struct ClientSessionSecurityTests {
         #expect(harness.failure?.phase == .auth)
         #expect(!harness.written.contains { $0.hasPrefix("AUTH") })
         #expect(harness.failure?.description.contains("hunter2") == false)
+    }
+
+    private func authenticated(
+        _ credentials: SASLCredentials, mechanism: String? = nil, offered: String = "PLAIN LOGIN"
+    ) -> SecureHarness {
+        let authentication = AuthenticationConfiguration(credentials: credentials, mechanism: mechanism)
+        var harness = SecureHarness(configuration(startTLS: .never, isLoopback: true, authentication: authentication))
+        harness.server("220 mx.example.test ESMTP\r\n")
+        harness.server("250-mx.example.test\r\n250 AUTH \(offered)\r\n")
+        return harness
+    }
+
+    private let alice = SASLCredentials.password(username: "alice", password: Secret("hunter2"))
+
+    @Test func plainLoginSucceeds() {
+        var harness = authenticated(alice, offered: "LOGIN PLAIN")
+        #expect(harness.written.last == "AUTH PLAIN AGFsaWNlAGh1bnRlcjI=\r\n")
+        guard case .writeRedacted(_, let shown)? = harness.events.last else {
+            Issue.record("AUTH was not written redacted")
+            return
+        }
+        #expect(shown == "AUTH PLAIN <redacted>")
+        harness.server("235 2.7.0 Authentication successful\r\n")
+        #expect(harness.isReady)
+        #expect(harness.session.isAuthenticated)
+        #expect(harness.session.authenticationMechanism == "PLAIN")
+    }
+
+    @Test func loginAnswersEachChallengeRedacted() {
+        var harness = authenticated(alice, mechanism: "LOGIN")
+        #expect(harness.written.last == "AUTH LOGIN\r\n")
+        harness.server("334 VXNlcm5hbWU6\r\n")
+        #expect(harness.written.last == "YWxpY2U=\r\n")
+        harness.server("334 UGFzc3dvcmQ6\r\n")
+        #expect(harness.written.last == "aHVudGVyMg==\r\n")
+        let redactedCount = harness.events.filter { if case .writeRedacted = $0 { true } else { false } }.count
+        #expect(redactedCount == 3)
+        harness.server("235 2.7.0 ok\r\n")
+        #expect(harness.isReady)
+    }
+
+    @Test("rejected login explains", arguments: [
+        ("535 5.7.8 Authentication credentials invalid", "app password", false),
+        ("534 5.7.9 Authentication mechanism is too weak", "stronger", false),
+        ("538 5.7.11 Encryption required", "TLS", false),
+        ("454 4.7.0 Temporary authentication failure", "later", true),
+    ])
+    func rejectedLoginExplains(reply: String, hint: String, temporary: Bool) {
+        var harness = authenticated(alice)
+        harness.server(reply + "\r\n")
+        #expect(harness.failure?.phase == .auth)
+        #expect(harness.failure?.isTemporary == temporary)
+        #expect(harness.failure?.description.contains(hint) == true)
+        #expect(harness.failure?.description.contains("hunter2") == false)
+        #expect(!harness.isReady)
+    }
+
+    @Test func xoauth2ErrorShown() {
+        let token = SASLCredentials.oauth2(username: "alice@example.test", token: Secret("ya29.token"))
+        var harness = authenticated(token, offered: "XOAUTH2")
+        #expect(harness.written.last?.hasPrefix("AUTH XOAUTH2 ") == true)
+        let json = #"{"status":"401","schemes":"bearer","scope":"https://mail.example.test/"}"#
+        harness.server("334 \(Data(json.utf8).base64EncodedString())\r\n")
+        #expect(harness.written.last == "\r\n")
+        harness.server("535 5.7.8 Username and Password not accepted\r\n")
+        #expect(harness.failure?.phase == .auth)
+        #expect(harness.failure?.description.contains("401") == true)
+        #expect(harness.failure?.description.contains("ya29") == false)
+    }
+
+    @Test func endlessChallengesCancelled() {
+        var harness = authenticated(alice, mechanism: "LOGIN")
+        for _ in 0..<20 where !harness.written.contains("*\r\n") {
+            harness.server("334 VXNlcm5hbWU6\r\n")
+        }
+        #expect(harness.written.last == "*\r\n")
+        #expect(harness.written.filter { $0 == "*\r\n" }.count == 1)
+        harness.server("501 5.7.0 cancelled\r\n")
+        #expect(harness.failure?.phase == .auth)
+        #expect(!harness.isReady)
+    }
+
+    @Test func invalidChallengeCancelled() {
+        var harness = authenticated(alice, mechanism: "LOGIN")
+        harness.server("334 not*base64!\r\n")
+        #expect(harness.written.last == "*\r\n")
+    }
+
+    @Test func noCommonMechanismFailsBeforeAuth() {
+        let harness = authenticated(alice, offered: "GSSAPI NTLM")
+        #expect(harness.failure?.phase == .auth)
+        #expect(!harness.written.contains { $0.hasPrefix("AUTH") })
+        #expect(harness.failure?.description.contains("GSSAPI") == true)
+    }
+
+    @Test func authAfterStartTLSUsesNewCapabilities() {
+        let authentication = AuthenticationConfiguration(credentials: alice)
+        var harness = SecureHarness(configuration(startTLS: .required, authentication: authentication))
+        harness.server("220 mx.example.test ESMTP\r\n")
+        harness.server("250-mx.example.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n")
+        #expect(harness.written.last == "STARTTLS\r\n")
+        harness.server("220 go ahead\r\n")
+        harness.record(harness.session.tlsEstablished())
+        harness.server("250-mx.example.test\r\n250 AUTH LOGIN\r\n")
+        #expect(harness.written.last == "AUTH LOGIN\r\n")
     }
 }

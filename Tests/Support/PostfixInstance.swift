@@ -17,31 +17,81 @@ import Darwin
 /// senders in those domains (after `NOTIFY=SUCCESS`, say) land in the same Maildir as one more
 /// file, and those to other senders are dropped.
 ///
-/// Starting Postfix needs root. Guard tests with `PostfixInstance.isAvailable`:
+/// `start(options:)` adds STARTTLS, a second port with implicit TLS, and AUTH through a
+/// throwaway Dovecot auth service with the mechanisms PLAIN, LOGIN, CRAM-MD5, SCRAM-SHA-1 and
+/// SCRAM-SHA-256 (see `Options`).
+///
+/// Starting Postfix needs root. Guard tests with `PostfixInstance.isAvailable`, or with
+/// `isSASLAvailable` when they set `Options.sasl`:
 ///
 ///     @Test(.enabled(if: PostfixInstance.isAvailable, PostfixInstance.skipComment))
 ///
-/// `stop()` stops the instance and deletes its directory. `deinit` does the same for an
-/// instance that was not stopped.
+/// `stop()` stops the instance, and its Dovecot if any, and deletes its directory. `deinit`
+/// does the same for an instance that was not stopped.
 public final class PostfixInstance: @unchecked Sendable {
+    /// Settings for `start(options:)`. The defaults give the instance that `start()` starts.
+    public struct Options: Sendable {
+        /// A PEM file with the server certificate, followed by any intermediate certificates.
+        /// With `privateKeyFile`, smtpd offers STARTTLS on `port` (`smtpd_tls_security_level =
+        /// may`). The script copies both files into the instance directory.
+        public var certificateFile: URL?
+        /// A PEM file with the private key of `certificateFile`.
+        public var privateKeyFile: URL?
+        /// Whether smtpd also listens on `implicitTLSPort` with TLS from the first byte, like
+        /// the submissions service of RFC 8314. Needs `certificateFile`.
+        public var listensWithImplicitTLS: Bool
+        /// The only user that AUTH accepts, checked by a Dovecot instance that belongs to this
+        /// instance. Dovecot's passwd-file format rules out a colon, whitespace or control
+        /// character in the user name, and a colon or control character in the password.
+        public var sasl: TestServerCredentials?
+        /// Whether smtpd rejects MAIL with "530 5.7.0 … Authentication required" until the
+        /// client has authenticated. Needs `sasl`.
+        public var requiresAuthentication: Bool
+        /// Whether smtpd offers and accepts AUTH only over TLS (`smtpd_tls_auth_only = yes`).
+        /// Needs `sasl` and `certificateFile`.
+        public var allowsAuthenticationOnlyOverTLS: Bool
+
+        public init(
+            certificateFile: URL? = nil,
+            privateKeyFile: URL? = nil,
+            listensWithImplicitTLS: Bool = false,
+            sasl: TestServerCredentials? = nil,
+            requiresAuthentication: Bool = false,
+            allowsAuthenticationOnlyOverTLS: Bool = false
+        ) {
+            self.certificateFile = certificateFile
+            self.privateKeyFile = privateKeyFile
+            self.listensWithImplicitTLS = listensWithImplicitTLS
+            self.sasl = sasl
+            self.requiresAuthentication = requiresAuthentication
+            self.allowsAuthenticationOnlyOverTLS = allowsAuthenticationOnlyOverTLS
+        }
+    }
+
     /// The directory that contains the instance's configuration, queue, log and Maildir.
     public let directory: URL
     /// The port that smtpd listens on, at 127.0.0.1 and, where the host has IPv6 loopback, at ::1.
     public let port: UInt16
+    /// The port with implicit TLS, at the same addresses as `port`, or nil without
+    /// `Options.listensWithImplicitTLS`.
+    public let implicitTLSPort: UInt16?
 
     /// The Maildir that receives every delivered message.
     public var maildir: URL { directory.appendingPathComponent("maildir", isDirectory: true) }
     /// The Postfix log of this instance (`maillog_file`).
     public var logFile: URL { directory.appendingPathComponent("maillog") }
+    /// The log of the Dovecot auth service, which exists only with `Options.sasl`.
+    public var dovecotLogFile: URL { directory.appendingPathComponent("dovecot/dovecot.log") }
 
     // `@unchecked Sendable` is sound because `isStopped` is the only mutable state and is
     // read and written only while `lock` is held.
     private let lock = NSLock()
     private var isStopped = false
 
-    private init(directory: URL, port: UInt16) {
+    private init(directory: URL, port: UInt16, implicitTLSPort: UInt16?) {
         self.directory = directory
         self.port = port
+        self.implicitTLSPort = implicitTLSPort
     }
 
     deinit {
@@ -82,6 +132,29 @@ public final class PostfixInstance: @unchecked Sendable {
         "needs a Postfix instance: \(unavailableReason ?? "available")"
     }
 
+    /// The Dovecot executable of Debian's dovecot-core package, which `Options.sasl` needs.
+    private static let dovecotURL = URL(fileURLWithPath: "/usr/sbin/dovecot")
+
+    /// The reason why no instance with `Options.sasl` can start in this process, or nil when
+    /// one can.
+    public static let saslUnavailableReason: String? = {
+        if let reason = unavailableReason {
+            return reason
+        }
+        if !FileManager.default.isExecutableFile(atPath: dovecotURL.path) {
+            return "Dovecot is not installed (apt-get install dovecot-core)"
+        }
+        return nil
+    }()
+
+    /// Whether `start(options:)` can run here with `Options.sasl` set.
+    public static var isSASLAvailable: Bool { saslUnavailableReason == nil }
+
+    /// Text for the comment of an `.enabled(if: PostfixInstance.isSASLAvailable, …)` trait.
+    public static var saslSkipComment: String {
+        "needs a Postfix instance with Dovecot SASL: \(saslUnavailableReason ?? "available")"
+    }
+
     // MARK: Starting and stopping
 
     /// Creates an instance in a new temporary directory, starts it on a free port and waits
@@ -90,19 +163,41 @@ public final class PostfixInstance: @unchecked Sendable {
     /// - Throws: `TestServerError.unavailable` when the process is not root or Postfix is
     ///   missing, and `TestServerError.commandFailed` when Postfix fails to start.
     public static func start() async throws -> PostfixInstance {
-        if let reason = unavailableReason {
+        try await start(options: Options())
+    }
+
+    /// Creates an instance with `options` in a new temporary directory, starts it on free ports
+    /// and waits until smtpd accepts connections on each of them.
+    ///
+    /// - Throws: `TestServerError.unavailable` when the process is not root, or Postfix, or
+    ///   Dovecot for `options.sasl`, is missing. `TestServerError.commandFailed` when Postfix or
+    ///   Dovecot fails to start or `options` is inconsistent, with the script's error message.
+    public static func start(options: Options) async throws -> PostfixInstance {
+        if let reason = options.sasl == nil ? unavailableReason : saslUnavailableReason {
             throw TestServerError.unavailable(reason)
         }
 
-        // Another process can take the free port before Postfix binds it, so retry on a new one.
+        // Another process can take a free port before Postfix binds it, so retry on new ones.
         let maximumAttempts = 3
         for attempt in 1...maximumAttempts {
             let directory = try makeTemporaryDirectory(prefix: "outbox-postfix")
             let port = try findFreeLoopbackPort()
-            let result = try await runProcess(bashURL, [scriptURL.path, "start", directory.path, String(port)])
+            var implicitTLSPort: UInt16?
+            if options.listensWithImplicitTLS {
+                implicitTLSPort = try findFreeLoopbackPort(excluding: [port])
+            }
+
+            let arguments: [String]
+            do {
+                arguments = try scriptArguments(options, directory: directory, port: port, implicitTLSPort: implicitTLSPort)
+            } catch {
+                try? FileManager.default.removeItem(at: directory)
+                throw error
+            }
+            let result = try await runProcess(bashURL, [scriptURL.path] + arguments)
 
             if result.status == 0 {
-                return PostfixInstance(directory: directory, port: port)
+                return PostfixInstance(directory: directory, port: port, implicitTLSPort: implicitTLSPort)
             }
 
             let log = (try? String(contentsOf: directory.appendingPathComponent("maillog"), encoding: .utf8)) ?? ""
@@ -114,12 +209,44 @@ public final class PostfixInstance: @unchecked Sendable {
                 continue
             }
             throw TestServerError.commandFailed(
-                command: "postfix-instance start \(directory.path) \(port)",
+                command: "postfix-instance " + arguments.joined(separator: " "),
                 status: result.status,
                 output: result.output
             )
         }
         preconditionFailure("the start loop returns or throws on its last attempt")
+    }
+
+    /// Returns the arguments of `postfix-instance start` for `options`, and writes the SASL
+    /// password to a file in `directory` that only its owner can read.
+    private static func scriptArguments(
+        _ options: Options,
+        directory: URL,
+        port: UInt16,
+        implicitTLSPort: UInt16?
+    ) throws -> [String] {
+        var arguments = ["start", directory.path, String(port)]
+        if let certificateFile = options.certificateFile {
+            arguments += ["--tls-cert", certificateFile.path]
+        }
+        if let privateKeyFile = options.privateKeyFile {
+            arguments += ["--tls-key", privateKeyFile.path]
+        }
+        if let implicitTLSPort {
+            arguments += ["--implicit-tls-port", String(implicitTLSPort)]
+        }
+        if let sasl = options.sasl {
+            let passwordFile = directory.appendingPathComponent("sasl-password")
+            try writeSecretFile(passwordFile, contents: sasl.password)
+            arguments += ["--sasl-user", sasl.user, "--sasl-password-file", passwordFile.path]
+        }
+        if options.requiresAuthentication {
+            arguments.append("--require-auth")
+        }
+        if options.allowsAuthenticationOnlyOverTLS {
+            arguments.append("--tls-auth-only")
+        }
+        return arguments
     }
 
     /// Stops the instance, waits until none of its processes is left and deletes its directory.
@@ -270,6 +397,17 @@ public struct DeliveredMessage: Sendable {
     }
 }
 
+/// A user name and password that a test server accepts for AUTH.
+public struct TestServerCredentials: Sendable {
+    public var user: String
+    public var password: String
+
+    public init(user: String, password: String) {
+        self.user = user
+        self.password = password
+    }
+}
+
 /// An error from starting, using or stopping a test server.
 public enum TestServerError: Error, CustomStringConvertible {
     /// The server cannot run in this process, for the reason in the associated value.
@@ -360,13 +498,31 @@ func makeTemporaryDirectory(prefix: String) throws -> URL {
     return directory
 }
 
+/// Creates `file` with permissions 0600 and writes `contents` to it, for a password that
+/// should not appear in a command line.
+///
+/// - Throws: `POSIXError` when `file` exists already or cannot be created.
+func writeSecretFile(_ file: URL, contents: String) throws {
+    let descriptor = open(file.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+    guard descriptor >= 0 else {
+        throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+    }
+    let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+    try handle.write(contentsOf: Data(contents.utf8))
+    try handle.close()
+}
+
 /// Returns a TCP port that is free on 127.0.0.1 and, where the host has IPv6 loopback, on ::1.
 ///
 /// The kernel picks the port when a socket binds port 0. The socket is closed before this
-/// returns, so another process can still take the port before the caller binds it.
-func findFreeLoopbackPort() throws -> UInt16 {
+/// returns, so another process can still take the port before the caller binds it. Ports in
+/// `excluding` are skipped, because the kernel may pick a port again once its socket is closed.
+func findFreeLoopbackPort(excluding excludedPorts: Set<UInt16> = []) throws -> UInt16 {
     for _ in 0..<20 {
         let port = try bindLoopback(family: AF_INET, port: 0)
+        if excludedPorts.contains(port) {
+            continue
+        }
         do {
             _ = try bindLoopback(family: AF_INET6, port: port)
             return port

@@ -7,6 +7,7 @@ public enum TransportError: Error, Equatable, Sendable, CustomStringConvertible 
         case connect
         case read
         case write
+        case tlsHandshake = "TLS handshake"
     }
 
     /// One address of a host that the client failed to connect to.
@@ -103,6 +104,7 @@ extension TransportError.Operation {
         case .connect: "connecting to"
         case .read: "waiting for data from"
         case .write: "waiting to send data to"
+        case .tlsHandshake: "during the TLS handshake with"
         }
     }
 
@@ -111,6 +113,7 @@ extension TransportError.Operation {
         case .connect: "while the client was connecting"
         case .read: "while the client was waiting for a reply"
         case .write: "while the client was sending"
+        case .tlsHandshake: "during the TLS handshake"
         }
     }
 }

@@ -18,11 +18,13 @@ enum TransportStreamResult: Equatable {
 /// the plain socket stream without changing timeouts, cancellation or buffering.
 protocol TransportStream: AnyObject {
     /// Reads up to `buffer.count` bytes without blocking.
-    /// - Throws: `TransportError.systemCallFailed` for errors other than the peer closing the stream.
+    /// - Throws: `TransportError.systemCallFailed` for errors other than the peer closing the stream, and
+    ///   `TLSError` for a TLS protocol error.
     func receive(into buffer: UnsafeMutableRawBufferPointer) throws -> TransportStreamResult
 
     /// Writes up to `bytes.count` bytes without blocking.
-    /// - Throws: `TransportError.systemCallFailed` for errors other than the peer closing the stream.
+    /// - Throws: `TransportError.systemCallFailed` for errors other than the peer closing the stream, and
+    ///   `TLSError` for a TLS protocol error.
     func send(_ bytes: UnsafeRawBufferPointer) throws -> TransportStreamResult
 
     /// Whether the stream contains bytes that it has already read from the descriptor but not yet returned,

@@ -3,7 +3,10 @@
 ///
 /// Challenges and responses are the decoded bytes; the session does the base64 encoding. An
 /// instance serves one exchange and is not reused.
-public protocol SASLMechanism: Sendable {
+///
+/// The description names the mechanism and the user, never the secret, so a mechanism can be
+/// logged. Conforming types also hide their stored properties from `Mirror` and `dump`.
+public protocol SASLMechanism: Sendable, CustomStringConvertible {
     /// The mechanism's registered name, upper-case, as sent with AUTH and offered in EHLO.
     var name: String { get }
 
@@ -14,7 +17,7 @@ public protocol SASLMechanism: Sendable {
     /// Returns the response to a 334 challenge.
     ///
     /// - Throws: `SASLError` when the challenge is malformed or, for mechanisms with mutual
-    ///   authentication such as SCRAM, when the server fails to prove it knows the password. The
+    ///   authentication such as SCRAM, when the server fails to prove that it has the password. The
     ///   session then cancels the exchange with "*".
     mutating func response(to challenge: [UInt8]) throws(SASLError) -> [UInt8]
 
@@ -27,7 +30,8 @@ extension SASLMechanism {
     public func verifyCompletion() throws(SASLError) {}
 }
 
-/// A SASL exchange that cannot go on.
+/// A SASL exchange that cannot go on, or no mechanism that fits. The message never contains a
+/// password, a token or a response that carries one.
 public struct SASLError: Error, Sendable, Hashable, CustomStringConvertible {
     public let mechanism: String
     public let message: String
@@ -41,7 +45,7 @@ public struct SASLError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A secret such as a password or an OAuth 2.0 token. Its description is redacted, so printing a
-/// value that holds one, logging it or putting it in an error message cannot reveal it.
+/// value that contains one, logging it or putting it in an error message cannot reveal it.
 public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible,
     CustomReflectable
 {
@@ -57,7 +61,7 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
     public var customMirror: Mirror { Mirror(self, children: []) }
 }
 
-/// What the client authenticates with.
+/// The credentials the client authenticates with.
 public enum SASLCredentials: Sendable, Hashable, CustomStringConvertible {
     /// A user name and password, for PLAIN, LOGIN, CRAM-MD5 and SCRAM.
     case password(username: String, password: Secret)
