@@ -3,7 +3,7 @@ import SMTPClient
 import SMTPCore
 
 // Sends many small messages over one SMTP connection and prints the rate, for comparison with
-// Postfix's smtp-source against the same smtp-sink. See Benchmarks/run-sending.sh.
+// Postfix's smtp-source against the same smtp-sink. See Benchmarks/run.sh.
 //
 // Usage: outbox-benchmark HOST PORT COUNT [SIZE]
 

@@ -9,14 +9,26 @@ final class MessageSpool: Sendable {
     let url: URL
     /// The size of the spooled message in octets.
     let size: Int
+    /// Whether the spool made the file and removes it when released.
+    private let ownsFile: Bool
 
-    private init(url: URL, size: Int) {
+    private init(url: URL, size: Int, ownsFile: Bool = true) {
         self.url = url
         self.size = size
+        self.ownsFile = ownsFile
     }
 
     deinit {
-        try? FileManager.default.removeItem(at: url)
+        if ownsFile {
+            try? FileManager.default.removeItem(at: url)
+        }
+    }
+
+    /// Uses a message file in place, without copying it. The file must not change while it is sent.
+    static func existingFile(_ url: URL) throws -> MessageSpool {
+        let attributes = try FileManager.default.attributesOfItem(atPath: url.path)
+        let size = (attributes[.size] as? NSNumber)?.intValue ?? 0
+        return MessageSpool(url: url, size: size, ownsFile: false)
     }
 
     /// Copies the input into a spool file.

@@ -137,18 +137,31 @@ enum SendCommand {
     // MARK: - Input
 
     private static func readInput(_ options: ArgumentParser.Result, console: Console) throws -> MessageSpool {
-        let input: FileHandle
-        var dotEndsInput = !options.flag("-i")
-        if let path = options.value("--file") {
-            guard let handle = FileHandle(forReadingAtPath: path) else {
-                let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist"
-                throw Failure(message: "The message file \(path) \(reason).", exitCode: .noInput)
-            }
-            input = handle
-            dotEndsInput = false
-        } else {
-            input = console.standardInput
+        guard let path = options.value("--file") else {
+            return try spool(console.standardInput, dotEndsInput: !options.flag("-i"))
         }
+        let attributes: [FileAttributeKey: Any]
+        do {
+            attributes = try FileManager.default.attributesOfItem(atPath: path)
+        } catch {
+            throw Failure(message: "The message file \(path) does not exist.", exitCode: .noInput)
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw Failure(message: "The message file \(path) cannot be read.", exitCode: .noInput)
+        }
+        defer { try? handle.close() }
+        // A regular file can be read twice, so it is sent in place; a pipe or device is copied.
+        if attributes[.type] as? FileAttributeType == .typeRegular {
+            do {
+                return try MessageSpool.existingFile(URL(fileURLWithPath: path))
+            } catch {
+                throw Failure(message: "Reading the message file \(path) failed: \(error.localizedDescription)", exitCode: .ioError)
+            }
+        }
+        return try spool(handle, dotEndsInput: false)
+    }
+
+    private static func spool(_ input: FileHandle, dotEndsInput: Bool) throws -> MessageSpool {
         do {
             return try MessageSpool.spool(from: input, dotEndsInput: dotEndsInput)
         } catch {

@@ -196,6 +196,20 @@ struct SendCommandTests {
         #expect(result.error.contains("-f"))
     }
 
+    @Test func messageFileSentAndKept() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-file-\(UUID().uuidString).eml")
+        try Data(simpleMessage.utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let result = try await runOutbox(["send", "--file", file.path] + serverOptions(server) + ["b@example.test"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(FileManager.default.fileExists(atPath: file.path))
+        #expect(server.waitUntilFinished())
+        let data = String(decoding: try #require(server.connections.first?.messages.first), as: UTF8.self)
+        #expect(data.contains("Subject: Hello\r\n"))
+    }
+
     @Test func missingFileIsNoInput() async throws {
         let result = try await runOutbox(["send", "--file", "/nonexistent/message.eml", "b@example.test"])
         #expect(result.status == ExitCode.noInput.rawValue)
