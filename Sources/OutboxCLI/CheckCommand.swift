@@ -42,7 +42,7 @@ enum CheckCommand {
                 throw UsageError("outbox check takes no arguments, but got \"\(options.positionals[0])\".", command: "check")
             }
             configuration = try ConnectionOptions.configuration(
-                options, command: "check", environment: ProcessInfo.processInfo.environment,
+                options, command: "check", environment: console.environment,
                 warn: { console.printError("outbox check: \($0)") })
         } catch let error as UsageError {
             console.printError("outbox check: \(error)")

@@ -7,15 +7,19 @@ public struct Console: Sendable {
     public var writeError: @Sendable (String) -> Void
     /// Whether standard error is a terminal, which decides whether progress is shown.
     public var errorIsTerminal: Bool
+    /// The environment variables, such as the one `--password-env` names.
+    public var environment: [String: String]
 
     public init(
         standardInput: FileHandle, writeOutput: @escaping @Sendable (String) -> Void,
-        writeError: @escaping @Sendable (String) -> Void, errorIsTerminal: Bool = false
+        writeError: @escaping @Sendable (String) -> Void, errorIsTerminal: Bool = false,
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         self.standardInput = standardInput
         self.writeOutput = writeOutput
         self.writeError = writeError
         self.errorIsTerminal = errorIsTerminal
+        self.environment = environment
     }
 
     /// The process's standard input, output and error.

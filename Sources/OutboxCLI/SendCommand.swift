@@ -72,7 +72,7 @@ enum SendCommand {
 
     private static func send(options: ArgumentParser.Result, console: Console) async throws -> ExitCode {
         let configuration = try ConnectionOptions.configuration(
-            options, command: "send", environment: ProcessInfo.processInfo.environment,
+            options, command: "send", environment: console.environment,
             warn: { console.printError("outbox send: \($0)") })
         let spool = try readInput(options, console: console)
         let prepared = try PreparedMessage(spool: spool, options: options)

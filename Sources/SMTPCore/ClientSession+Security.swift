@@ -176,6 +176,11 @@ extension ClientSession {
 
     mutating func handleAuthenticationReply(_ reply: SMTPReply, exchange: AuthenticationExchange) -> [Action] {
         var exchange = exchange
+        if let cancellation = exchange.cancellation, reply.code != 421 {
+            // After "*" the server owes a 501; whatever it sends instead, the exchange is over.
+            return failSecurity(SMTPError(
+                phase: .auth, kind: .authenticationFailed(cancellation.description), reply: reply, isTemporary: false))
+        }
         switch reply.code {
         case 235:
             do {
@@ -193,10 +198,6 @@ extension ClientSession {
         case 421:
             return fail(.rejected(reply, phase: .auth))
         default:
-            if let cancellation = exchange.cancellation {
-                return failSecurity(SMTPError(
-                    phase: .auth, kind: .authenticationFailed(cancellation.description), reply: reply, isTemporary: false))
-            }
             let serverError = (exchange.mechanism as? any SASLServerErrorReporting)?.serverError
             var detail = Self.authenticationHint(for: reply)
             if let serverError {

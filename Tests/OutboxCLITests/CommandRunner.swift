@@ -10,11 +10,11 @@ struct CommandOutput {
 }
 
 /// Runs `outbox` with the arguments, feeding `input` on standard input.
-func runOutbox(_ arguments: [String], input: String = "") async throws -> CommandOutput {
-    try await runOutbox(arguments, inputBytes: Array(input.utf8))
+func runOutbox(_ arguments: [String], input: String = "", environment: [String: String] = [:]) async throws -> CommandOutput {
+    try await runOutbox(arguments, inputBytes: Array(input.utf8), environment: environment)
 }
 
-func runOutbox(_ arguments: [String], inputBytes: [UInt8]) async throws -> CommandOutput {
+func runOutbox(_ arguments: [String], inputBytes: [UInt8], environment: [String: String] = [:]) async throws -> CommandOutput {
     let inputFile = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-test-\(UUID().uuidString)")
     try Data(inputBytes).write(to: inputFile)
     defer { try? FileManager.default.removeItem(at: inputFile) }
@@ -26,7 +26,8 @@ func runOutbox(_ arguments: [String], inputBytes: [UInt8]) async throws -> Comma
     let console = Console(
         standardInput: handle,
         writeOutput: { text in output.withLock { $0 += text } },
-        writeError: { text in error.withLock { $0 += text } })
+        writeError: { text in error.withLock { $0 += text } },
+        environment: environment)
     let status = await OutboxCommand.run(arguments, console: console)
     return CommandOutput(status: status, output: output.withLock { $0 }, error: error.withLock { $0 })
 }

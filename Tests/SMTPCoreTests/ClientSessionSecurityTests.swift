@@ -239,6 +239,17 @@ struct ClientSessionSecurityTests {
         #expect(!harness.isReady)
     }
 
+    @Test func challengeAfterCancelEndsSession() {
+        var harness = authenticated(alice, mechanism: "LOGIN")
+        harness.server("334 not*base64!\r\n")
+        #expect(harness.written.last == "*\r\n")
+        let writes = harness.written.count
+        harness.server("334 VXNlcm5hbWU6\r\n")
+        #expect(harness.failure?.phase == .auth)
+        #expect(harness.written.count == writes || harness.written.last == "QUIT\r\n")
+        #expect(!harness.written.contains("YWxpY2U=\r\n"))
+    }
+
     @Test func invalidChallengeCancelled() {
         var harness = authenticated(alice, mechanism: "LOGIN")
         harness.server("334 not*base64!\r\n")
