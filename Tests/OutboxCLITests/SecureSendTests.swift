@@ -153,16 +153,17 @@ struct SecureSendTests {
 
 @Suite(.enabled(if: AIOSMTPDServer.isAvailable, Comment(rawValue: AIOSMTPDServer.skipComment)), .timeLimit(.minutes(1)))
 struct AIOSMTPDSendTests {
-    @Test("implicit TLS and AUTH through aiosmtpd", arguments: ["PLAIN", "LOGIN"])
-    func implicitTLSThroughAIOSMTPD(mechanism: String) async throws {
+    @Test("TLS and AUTH through aiosmtpd", arguments: [("PLAIN", "implicit"), ("LOGIN", "implicit"), ("PLAIN", "starttls")])
+    func tlsThroughAIOSMTPD(mechanism: String, tlsMode: String) async throws {
         let certificates = try TestCertificates.shared()
         let server = try await AIOSMTPDServer.start(options: .init(
-            tls: .implicit, certificateFile: URL(fileURLWithPath: certificates.server.certificatePath),
+            tls: tlsMode == "implicit" ? .implicit : .startTLS,
+            certificateFile: URL(fileURLWithPath: certificates.server.certificatePath),
             privateKeyFile: URL(fileURLWithPath: certificates.server.keyPath),
             authentication: TestServerCredentials(user: user, password: password), requiresAuthentication: true))
         defer { server.stop() }
         let result = try await runOutbox(
-            ["send", "-t", "--debug", "--host", "localhost", "--port", String(server.port), "--tls", "implicit",
+            ["send", "-t", "--debug", "--host", "localhost", "--port", String(server.port), "--tls", tlsMode,
              "--tls-trust-file", certificates.caCertificatePath, "--user", user, "--password-env", "OUTBOX_TEST_PASSWORD",
              "--auth", mechanism],
             input: message, environment: ["OUTBOX_TEST_PASSWORD": password])
