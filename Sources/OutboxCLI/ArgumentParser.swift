@@ -67,12 +67,14 @@ struct ArgumentParser {
     /// Finds the option an argument names, with the value attached to it if any.
     private func match(_ argument: String) throws(UsageError) -> (Option, String?) {
         if argument.hasPrefix("--") {
-            let parts = argument.split(separator: "=", maxSplits: 1)
-            let name = String(parts[0])
+            // "--host=" attaches an empty value; it must not take the next argument as the value.
+            let equals = argument.firstIndex(of: "=")
+            let name = String(argument[..<(equals ?? argument.endIndex)])
+            let attached = equals.map { String(argument[argument.index(after: $0)...]) }
             if let option = options.first(where: { $0.names.contains(name) }) {
-                return (option, parts.count > 1 ? String(parts[1]) : nil)
+                return (option, attached)
             }
-            throw UsageError("Unknown option \(name).", command: command)
+            throw UsageError("Unknown option \(UsageError.printable(name)).", command: command)
         }
         if let option = options.first(where: { $0.names.contains(argument) }) {
             return (option, nil)
@@ -83,7 +85,7 @@ struct ArgumentParser {
                 return (option, String(argument.dropFirst(2)))
             }
         }
-        throw UsageError("Unknown option \(argument).", command: command)
+        throw UsageError("Unknown option \(UsageError.printable(argument)).", command: command)
     }
 }
 
@@ -98,6 +100,14 @@ struct UsageError: Error, CustomStringConvertible {
     }
 
     var description: String {
-        "\(message) Run 'outbox \(command) --help' for the options."
+        let separator = message.hasSuffix("\n") ? "" : " "
+        return "\(message)\(separator)Run 'outbox \(command) --help' for the options."
+    }
+
+    /// A command-line value with control characters escaped, for quoting it in a message.
+    static func printable(_ value: String) -> String {
+        value.unicodeScalars
+            .map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? $0.escaped(asASCII: true) : String($0) }
+            .joined()
     }
 }

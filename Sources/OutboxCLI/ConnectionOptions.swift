@@ -42,7 +42,9 @@ enum ConnectionOptions {
           --tls MODE         off, opportunistic (STARTTLS when offered), starttls (STARTTLS
                              required) or implicit (TLS from the start, as on port 465).
                              Default: implicit on port 465, off for a loopback address,
-                             starttls for every other server.
+                             starttls for every other server; any other --tls- option
+                             turns TLS on for a loopback address too. The certificate
+                             is verified in every mode, opportunistic included.
           --tls-trust-file PATH
                              Trust the CA certificates in this PEM file instead of the
                              system's CA store.
@@ -95,9 +97,18 @@ enum ConnectionOptions {
             port = value
         }
         var configuration = SMTPClientConfiguration(host: host, port: port)
-        configuration.tlsMode = tlsMode
         configuration.tls = try tls(options, command: command)
+        // A trust setting or a client certificate only makes sense over TLS, so it turns TLS on where
+        // the default for a loopback server would leave it off.
+        let tlsOptionGiven = ["--tls-trust-file", "--tls-fingerprint", "--tls-certcheck", "--tls-cert-file",
+                              "--tls-min-version"].contains { options.value($0) != nil }
+        configuration.tlsMode = tlsMode ?? (tlsOptionGiven ? (port == 465 ? .implicit : .requiredStartTLS) : nil)
         if let helo = options.value("--helo") {
+            do {
+                _ = try SMTPCommand.ehlo(domain: helo).encoded()
+            } catch {
+                throw UsageError("The --helo name is invalid: \(error)", command: command)
+            }
             configuration.clientName = helo
         }
         if let timeout = try seconds(options, "--timeout", command: command) {
@@ -128,6 +139,7 @@ enum ConnectionOptions {
                 "Choose one of --tls-trust-file, --tls-fingerprint and --tls-certcheck off.", command: command)
         }
         if let path = options.value("--tls-trust-file") {
+            try requireReadableFile(path, option: "--tls-trust-file", command: command)
             tls.trust = .certificateFile(path)
         } else if let fingerprint = options.value("--tls-fingerprint") {
             let hex = fingerprint.filter { $0 != ":" }
@@ -146,6 +158,8 @@ enum ConnectionOptions {
         }
         switch (options.value("--tls-cert-file"), options.value("--tls-key-file")) {
         case (let certificate?, let key?):
+            try requireReadableFile(certificate, option: "--tls-cert-file", command: command)
+            try requireReadableFile(key, option: "--tls-key-file", command: command)
             tls.clientCertificate = .init(certificatePath: certificate, keyPath: key)
         case (nil, nil):
             break
@@ -183,7 +197,14 @@ enum ConnectionOptions {
                     : "Choose one password source.",
                 command: command)
         }
+        if user.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            throw UsageError("The user name \"\(UsageError.printable(user))\" contains a control character.", command: command)
+        }
         let mechanism = options.value("--auth")?.uppercased()
+        if let mechanism, SASLMechanismName(rawValue: mechanism) == nil {
+            let known = SASLMechanismName.allCases.map(\.rawValue).joined(separator: ", ")
+            throw UsageError("The mechanism \"\(UsageError.printable(mechanism))\" is not one of \(known).", command: command)
+        }
         let secret = try source.read(environment: environment, warn: warn)
         let credentials: SASLCredentials = ["XOAUTH2", "OAUTHBEARER"].contains(mechanism ?? "")
             ? .oauth2(username: user, token: secret) : .password(username: user, password: secret)
@@ -191,10 +212,22 @@ enum ConnectionOptions {
             credentials: credentials, mechanism: mechanism, allowUnencrypted: options.flag("--allow-plaintext-auth"))
     }
 
+    private static func requireReadableFile(_ path: String, option: String, command: String) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+              FileManager.default.isReadableFile(atPath: path)
+        else {
+            throw UsageError("The file \(path) given with \(option) does not exist or cannot be read.", command: command)
+        }
+    }
+
     private static func seconds(_ options: ArgumentParser.Result, _ name: String, command: String) throws -> Duration? {
         guard let text = options.value(name) else { return nil }
-        guard let value = Double(text), value > 0, value.isFinite else {
-            throw UsageError("The value of \(name), \"\(text)\", is not a positive number of seconds.", command: command)
+        // The upper bound, about 115 days, keeps the conversion to milliseconds from overflowing.
+        guard let value = Double(text), value > 0, value <= 10_000_000 else {
+            throw UsageError(
+                "The value of \(name), \"\(UsageError.printable(text))\", is not a number of seconds from 0 to 10000000.",
+                command: command)
         }
         return .milliseconds(Int64(value * 1000))
     }

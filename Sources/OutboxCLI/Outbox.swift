@@ -7,7 +7,7 @@ public enum OutboxCommand {
     static let usage = """
         Usage: outbox COMMAND [OPTIONS]
 
-        Outbox composes, stores and sends email over SMTP.
+        Outbox sends email over SMTP.
 
         Commands:
           send      Send a message read from standard input or a file, as sendmail does.
@@ -22,7 +22,8 @@ public enum OutboxCommand {
 
         Exit statuses follow sysexits.h: 0 success, 64 usage error, 65 invalid message,
         66 input not found, 67 recipient rejected, 68 host unknown, 69 service unavailable,
-        75 temporary failure (try again later), 76 protocol error.
+        70 internal error, 71 system error, 74 input or output error, 75 temporary failure
+        (try again later), 76 protocol error, 77 login rejected, 78 configuration error.
         """
 
     /// Runs the command line, without the program name, and returns the exit status.
@@ -40,14 +41,18 @@ public enum OutboxCommand {
         case "check":
             return await CheckCommand.run(rest, console: console).rawValue
         case "help", "-h", "--help":
-            if rest.first == "send" {
-                console.print(SendCommand.help)
-            } else if rest.first == "capture" {
-                console.print(CaptureCommand.help)
-            } else if rest.first == "check" {
-                console.print(CheckCommand.help)
-            } else {
+            switch rest.first {
+            case nil:
                 console.print(usage)
+            case "send":
+                console.print(SendCommand.help)
+            case "capture":
+                console.print(CaptureCommand.help)
+            case "check":
+                console.print(CheckCommand.help)
+            case let other?:
+                console.printError("outbox: unknown command \"\(other)\". Run 'outbox --help' for the commands.")
+                return ExitCode.usage.rawValue
             }
             return ExitCode.success.rawValue
         case "--version":

@@ -15,13 +15,15 @@ struct PreparedMessage {
 
     init(spool: MessageSpool, options: ArgumentParser.Result) throws {
         let (header, headerBytes) = try Self.readHeader(spool)
+        try Self.rejectBareCR(in: headerBytes[..<header.bodyOffset])
 
         let sender = try Self.sender(options: options, header: header)
         let recipients = try Self.recipients(options: options, header: header)
         guard !recipients.isEmpty else {
-            throw UsageError(
-                "No recipients: name them as arguments, or pass -t to take them from To, Cc and Bcc.",
-                command: "send")
+            let hint = options.flag("-t")
+                ? "the To, Cc and Bcc fields name none, and no argument names one."
+                : "name them as arguments, or pass -t to take them from To, Cc and Bcc."
+            throw UsageError("No recipients: \(hint)", command: "send")
         }
         envelope = Envelope(sender: sender, recipients: recipients.map { Recipient($0) })
 
@@ -65,7 +67,32 @@ struct PreparedMessage {
         do {
             return (try HeaderSection(parsing: prefix, maximumSize: maxHeaderSize), prefix)
         } catch {
-            throw SendCommand.Failure(message: "The message's header is invalid: \(error)", exitCode: .dataError)
+            throw SendCommand.Failure(
+                message: "The message's header section is larger than \(maxHeaderSize) octets, or invalid: \(error)",
+                exitCode: .dataError)
+        }
+    }
+
+    /// Rejects a CR that is not followed by LF in the header section. The header reader keeps it
+    /// inside a field value, but the DATA encoder turns it into a line break, so the server would see
+    /// a field (a Bcc, say) that the client never read.
+    private static func rejectBareCR(in header: ArraySlice<UInt8>) throws {
+        var line = 1
+        var index = header.startIndex
+        while index < header.endIndex {
+            let byte = header[index]
+            if byte == UInt8(ascii: "\n") {
+                line += 1
+            } else if byte == UInt8(ascii: "\r") {
+                let next = header.index(after: index)
+                if next == header.endIndex || header[next] != UInt8(ascii: "\n") {
+                    throw SendCommand.Failure(
+                        message: "Line \(line) of the header contains a CR without LF, which would split the field "
+                            + "it is in. Remove the stray CR from the message.",
+                        exitCode: .dataError)
+                }
+            }
+            index = header.index(after: index)
         }
     }
 
@@ -127,6 +154,10 @@ struct PreparedMessage {
         let names = resent ? ["Resent-To", "Resent-Cc", "Resent-Bcc"] : ["To", "Cc", "Bcc"]
         for name in names {
             for field in header.fields(named: name) {
+                // RFC 5322 allows an empty Bcc field, and some programs write empty To or Cc fields.
+                if field.unfoldedValue.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 || $0 == 10 }) {
+                    continue
+                }
                 let list: AddressList
                 do {
                     list = try AddressList(parsing: field.unfoldedValue)

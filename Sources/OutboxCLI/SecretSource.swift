@@ -44,7 +44,11 @@ enum SecretSource {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw SendCommand.Failure(message: "The password file \(path) cannot be read.", exitCode: .configuration)
         }
-        return firstLine(of: data)
+        let line = firstLine(of: data)
+        guard !line.isEmpty else {
+            throw SendCommand.Failure(message: "The password file \(path) is empty.", exitCode: .configuration)
+        }
+        return line
     }
 
     private static func runCommand(_ command: String) throws -> String {

@@ -30,8 +30,10 @@ enum SendCommand {
         \(ConnectionOptions.help)
 
         Exit status: 0 when every recipient was accepted; 75 (EX_TEMPFAIL) after a
-        temporary failure; 67 (EX_NOUSER) when a recipient was rejected; 65 (EX_DATAERR)
-        for an invalid message; 64 (EX_USAGE) for a wrong command line; see 'outbox --help'.
+        temporary failure; 67 (EX_NOUSER) when a recipient was rejected; 77 (EX_NOPERM)
+        when the login was rejected; 65 (EX_DATAERR) for an invalid message; 64 (EX_USAGE)
+        for a wrong command line; 78 (EX_CONFIG) when the password cannot be read; see
+        'outbox --help' for the rest.
         """
 
     static let parser = ArgumentParser(command: "send", options: [
@@ -131,7 +133,8 @@ enum SendCommand {
     }
 
     private static func describe(_ error: SMTPError, configuration: SMTPClientConfiguration) -> String {
-        "sending to \(configuration.host) port \(configuration.port): \(error)"
+        // A connection error names the server already.
+        error.phase == .connect ? "\(error)" : "sending to \(configuration.host) port \(configuration.port): \(error)"
     }
 
     // MARK: - Input
@@ -145,6 +148,9 @@ enum SendCommand {
             attributes = try FileManager.default.attributesOfItem(atPath: path)
         } catch {
             throw Failure(message: "The message file \(path) does not exist.", exitCode: .noInput)
+        }
+        if attributes[.type] as? FileAttributeType == .typeDirectory {
+            throw Failure(message: "The message file \(path) is a directory.", exitCode: .noInput)
         }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw Failure(message: "The message file \(path) cannot be read.", exitCode: .noInput)

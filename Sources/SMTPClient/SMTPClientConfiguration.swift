@@ -81,7 +81,7 @@ public struct SMTPClientConfiguration: Sendable {
         public func forReply(to phase: SMTPPhase) -> Duration {
             switch phase {
             case .connect: connect
-            case .greeting: greeting
+            case .greeting, .tlsHandshake: greeting
             case .ehlo, .helo, .startTLS, .auth, .mail, .rcpt, .rset: command
             case .data: dataInitiation
             case .dataTransfer: dataBlock

@@ -34,6 +34,9 @@ final class SessionDriver: @unchecked Sendable {
     private(set) var session: ClientSession
     private var transcript: TranscriptWriter
     private var batch: Batch?
+    /// When the wait for the expected reply started to count: its phase, the replies read before it,
+    /// and when it expires.
+    private var replyClock: (phase: SMTPPhase, replyCount: Int, expiry: ContinuousClock.Instant)?
     /// How this connection is encrypted, after the defaults for its server were applied.
     let tlsMode: TLSMode
     /// The TLS session, once the connection is encrypted.
@@ -198,7 +201,7 @@ final class SessionDriver: @unchecked Sendable {
             }
             if let outcome { return outcome }
             guard let phase = session.awaitedPhase else { return .closed }
-            actions += receive(timeout: configuration.timeouts.forReply(to: phase))
+            actions += receive(timeout: replyTimeRemaining(for: phase))
         }
     }
 
@@ -250,9 +253,11 @@ final class SessionDriver: @unchecked Sendable {
         } catch {
             close()
             if let error = error as? TLSError {
-                throw SMTPError(phase: .startTLS, kind: .tlsFailed(error.description), isTemporary: true)
+                throw SMTPError(phase: .tlsHandshake, kind: .tlsFailed(error.description), isTemporary: true)
             }
-            throw Self.connectError(error)
+            var failure = Self.connectError(error)
+            failure = SMTPError(phase: .tlsHandshake, kind: failure.kind, isTemporary: failure.isTemporary)
+            throw failure
         }
     }
 
@@ -274,11 +279,23 @@ final class SessionDriver: @unchecked Sendable {
         }
     }
 
+    /// Returns how long the client may still wait for the reply it expects. The timeout of RFC 5321
+    /// section 4.5.3.2 bounds the whole reply, so a server that sends it one byte at a time cannot
+    /// restart the clock with each byte.
+    private func replyTimeRemaining(for phase: SMTPPhase) -> Duration {
+        let now = ContinuousClock.now
+        if replyClock == nil || replyClock?.phase != phase || replyClock?.replyCount != session.replyCount {
+            replyClock = (phase, session.replyCount, now + configuration.timeouts.forReply(to: phase))
+        }
+        let remaining = replyClock!.expiry - now
+        return max(remaining, .milliseconds(1))
+    }
+
     private func receive(timeout: Duration) -> [ClientSession.Action] {
         guard let connection else { return session.connectionClosed() }
         do {
             let bytes = try connection.read(maxBytes: 64 * 1024, timeout: timeout, deadline: deadline)
-            transcript.server(bytes)
+            transcript.server(bytes, redacting: session.sentSecrets)
             return session.receive(bytes)
         } catch {
             return handle(error)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One line of the protocol conversation, for `--debug` output and logs.
 public struct TranscriptLine: Sendable, Hashable, CustomStringConvertible {
     public enum Direction: String, Sendable, Hashable {
@@ -22,6 +24,11 @@ public struct TranscriptLine: Sendable, Hashable, CustomStringConvertible {
 
 /// Receives transcript lines. It is called on the connection's own thread, so it must not block long.
 public typealias TranscriptHandler = @Sendable (TranscriptLine) -> Void
+
+/// Whether a scalar is a C0 or C1 control character or DEL, which could move a terminal's cursor.
+private func isControl(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
+}
 
 /// Splits bytes into transcript lines, keeping a partial line until its end arrives.
 struct TranscriptWriter {
@@ -50,12 +57,15 @@ struct TranscriptWriter {
         handler?(TranscriptLine(.client, shown))
     }
 
-    mutating func server(_ bytes: some Collection<UInt8>) {
+    /// Notes server lines, with any string in `secrets` (what the client sent during AUTH) redacted,
+    /// in case the server echoes it.
+    mutating func server(_ bytes: some Collection<UInt8>, redacting secrets: [String] = []) {
         guard let handler else { return }
         partialServerLine.append(contentsOf: bytes)
         guard let lastNewline = partialServerLine.lastIndex(of: UInt8(ascii: "\n")) else { return }
         for line in Self.lines(in: partialServerLine[...lastNewline]) {
-            handler(TranscriptLine(.server, line))
+            let shown = secrets.reduce(line) { $0.replacingOccurrences(of: $1, with: "<redacted>") }
+            handler(TranscriptLine(.server, shown))
         }
         partialServerLine.removeSubrange(...lastNewline)
     }
@@ -67,7 +77,7 @@ struct TranscriptWriter {
                 var line = line
                 if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
                 return String(decoding: line, as: UTF8.self).unicodeScalars
-                    .map { $0.value < 0x20 || $0.value == 0x7F ? $0.escaped(asASCII: true) : String($0) }
+                    .map { isControl($0) ? $0.escaped(asASCII: true) : String($0) }
                     .joined()
             }
     }

@@ -141,6 +141,12 @@ extension ClientSession {
                         + "unencrypted authentication explicitly if this network is trusted"),
                 isTemporary: false))
         }
+        if let field = Self.fieldWithLineBreak(authentication.credentials) {
+            return failSecurity(SMTPError(
+                phase: .auth,
+                kind: .authenticationUnavailable("the \(field) contains a CR, LF or NUL character, so nothing was sent"),
+                isTemporary: false))
+        }
         let mechanism: any SASLMechanism
         do {
             mechanism = try selectMechanism(authentication)
@@ -159,8 +165,10 @@ extension ClientSession {
         var command = "AUTH \(mechanism.name)"
         var shown = command
         if let initial {
-            command += " " + (initial.isEmpty ? "=" : Data(initial).base64EncodedString())
+            let encoded = initial.isEmpty ? "=" : Data(initial).base64EncodedString()
+            command += " " + encoded
             shown += " <redacted>"
+            rememberSentSecret(encoded)
         }
         return [.writeRedacted(Array((command + "\r\n").utf8), transcript: shown)]
     }
@@ -182,6 +190,9 @@ extension ClientSession {
                 phase: .auth, kind: .authenticationFailed(cancellation.description), reply: reply, isTemporary: false))
         }
         switch reply.code {
+        case 200..<300 where reply.code != 235:
+            return fail(SMTPError(
+                phase: .auth, kind: .protocolViolation("AUTH answered \(reply), not 235"), reply: reply, isTemporary: true))
         case 235:
             do {
                 try exchange.mechanism.verifyCompletion()
@@ -230,6 +241,7 @@ extension ClientSession {
         }
         state = .authenticating(exchange)
         let encoded = Data(response).base64EncodedString()
+        rememberSentSecret(encoded)
         return [.writeRedacted(Array((encoded + "\r\n").utf8), transcript: "<redacted>")]
     }
 
@@ -238,6 +250,28 @@ extension ClientSession {
         exchange.cancellation = error
         state = .authenticating(exchange)
         return [.write(Array("*\r\n".utf8))]
+    }
+
+    /// Returns the name of a credential field that contains CR, LF or NUL, or nil.
+    private static func fieldWithLineBreak(_ credentials: SASLCredentials) -> String? {
+        let (username, secret, secretName): (String, Secret, String) = switch credentials {
+        case .password(let username, let password): (username, password, "password")
+        case .oauth2(let username, let token): (username, token, "token")
+        }
+        func hasLineBreak(_ text: String) -> Bool {
+            text.utf8.contains { $0 == 13 || $0 == 10 || $0 == 0 }
+        }
+        if hasLineBreak(username) { return "user name" }
+        if hasLineBreak(secret.value) { return secretName }
+        return nil
+    }
+
+    /// Keeps a base64 string the client sent during AUTH, so that a server which echoes it back in a
+    /// reply cannot make it appear in a transcript or an error message.
+    private mutating func rememberSentSecret(_ encoded: String) {
+        if encoded.count >= 4 {
+            sentSecrets.append(encoded)
+        }
     }
 
     /// Returns advice for a rejected login, by reply code (RFC 4954 section 6).

@@ -94,6 +94,10 @@ public struct ClientSession: Sendable {
     public internal(set) var capabilitiesBeforeTLS: Capabilities?
     /// The SASL mechanism the session logged in with.
     public internal(set) var authenticationMechanism: String?
+    /// The base64 responses sent during AUTH, which carry credentials.
+    public internal(set) var sentSecrets: [String] = []
+    /// The number of replies read so far, so that a driver can tell when a reply is complete.
+    public private(set) var replyCount = 0
     /// Set when a transaction ended before its end of data, so the server may still hold its envelope.
     var needsReset = false
 
@@ -146,7 +150,9 @@ public struct ClientSession: Sendable {
             let reply: SMTPReply
             do {
                 guard let next = try parser.nextReply() else { break }
-                reply = capabilities.supportsEnhancedStatusCodes ? next.readingEnhancedStatusCode() : next
+                let parsed = capabilities.supportsEnhancedStatusCodes ? next.readingEnhancedStatusCode() : next
+                reply = sentSecrets.isEmpty ? parsed : parsed.redacting(sentSecrets)
+                replyCount += 1
             } catch {
                 actions += fail(SMTPError(
                     phase: awaitedPhase ?? .greeting, kind: .protocolViolation(error.description), isTemporary: true))

@@ -4,7 +4,7 @@
 /// - turns CRLF, a bare CR and a bare LF each into one CRLF, so a server never sees a lone CR or LF
 ///   that it might read as the end of data (the "SMTP smuggling" attacks rely on such bytes);
 /// - doubles a "." at the start of every line, after that normalization;
-/// - fails on a line longer than `maxLineLength` octets, naming the line;
+/// - fails on a line longer than `maxLineLength` octets, or on a NUL octet, naming the line;
 /// - ends the data with CRLF "." CRLF, adding the CRLF first when the message does not end with one.
 ///
 /// It also counts what a client must know before MAIL: the message size for SIZE and whether the
@@ -19,8 +19,6 @@ public struct DataEncoder: Sendable {
         public var lineCount = 0
         /// Whether any octet is 0x80 or above, which needs BODY=8BITMIME.
         public var contains8BitData = false
-        /// Whether the message contains a NUL octet, which RFC 5321 and RFC 6152 do not allow in DATA.
-        public var containsNUL = false
         /// The longest line in octets, without its line ending.
         public var longestLine = 0
     }
@@ -96,7 +94,7 @@ public struct DataEncoder: Sendable {
                 if next >= 0x80 {
                     statistics.contains8BitData = true
                 } else if next == 0 {
-                    statistics.containsNUL = true
+                    return .nulCharacter(lineNumber: statistics.lineCount + 1)
                 }
                 end += 1
             }
@@ -153,12 +151,18 @@ public struct DataEncoder: Sendable {
 public enum DataEncodingError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A line is longer than the limit. Lines are numbered from 1, header lines included.
     case lineTooLong(lineNumber: Int, limit: Int)
+    /// A line contains a NUL octet, which RFC 5321 (section 4.5.2) and RFC 6152 do not allow in
+    /// message data: a receiver that drops it could read what follows as the end of the data.
+    case nulCharacter(lineNumber: Int)
 
     public var description: String {
         switch self {
         case .lineTooLong(let lineNumber, let limit):
             "Line \(lineNumber) of the message is longer than \(limit) octets, the most SMTP allows "
                 + "(RFC 5322 section 2.1.1). Encode the content, for example as quoted-printable or base64."
+        case .nulCharacter(let lineNumber):
+            "Line \(lineNumber) of the message contains a NUL character, which SMTP does not allow in "
+                + "message data. Encode binary content, for example as base64."
         }
     }
 }

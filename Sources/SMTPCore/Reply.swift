@@ -1,3 +1,5 @@
+import Foundation
+
 /// A reply from an SMTP server (RFC 5321 section 4.2): a three-digit code and one or more lines of text.
 public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
     /// The three-digit reply code, for example 250.
@@ -44,6 +46,14 @@ public struct SMTPReply: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether the code is 5xx: the command failed, and repeating it will fail the same way.
     public var isPermanentNegative: Bool { code / 100 == 5 }
+
+    /// Returns the reply with every occurrence of the given strings replaced by `<redacted>`.
+    public func redacting(_ secrets: [String]) -> SMTPReply {
+        let cleaned = lines.map { line in
+            secrets.reduce(line) { $0.replacingOccurrences(of: $1, with: "<redacted>") }
+        }
+        return SMTPReply(code: code, lines: cleaned, enhancedCode: enhancedCode)
+    }
 
     /// Returns the reply with an enhanced status code read from the start of each line.
     ///

@@ -148,14 +148,14 @@ public struct ReplyParser: Sendable {
         public var description: String {
             switch self {
             case .malformedLine(let line):
-                "The server sent a line that is not an SMTP reply: \"\(line.prefix(200))\"."
+                "the server sent a line that is not an SMTP reply: \"\(line.prefix(200))\""
             case .codeMismatch(let expected, let found, let line):
-                "The server changed the reply code from \(expected) to \(found) inside one multi-line reply: "
-                    + "\"\(line.prefix(200))\"."
+                "the server changed the reply code from \(expected) to \(found) inside one multi-line reply: "
+                    + "\"\(line.prefix(200))\""
             case .lineTooLong(let limit):
-                "The server sent a reply line longer than \(limit) octets."
+                "the server sent a reply line longer than \(limit) octets"
             case .tooManyLines(let limit):
-                "The server sent a reply of more than \(limit) lines."
+                "the server sent a reply of more than \(limit) lines"
             }
         }
     }

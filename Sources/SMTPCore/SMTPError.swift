@@ -4,8 +4,10 @@ public enum SMTPPhase: String, Sendable, Hashable, CaseIterable, CustomStringCon
     case greeting
     case ehlo = "EHLO"
     case helo = "HELO"
-    /// The STARTTLS command and the TLS handshake after it, or the handshake of implicit TLS.
+    /// The STARTTLS command and the TLS handshake after it.
     case startTLS = "STARTTLS"
+    /// The TLS handshake of implicit TLS, before the greeting.
+    case tlsHandshake = "TLS handshake"
     case auth = "AUTH"
     case mail = "MAIL"
     case rcpt = "RCPT"

@@ -256,3 +256,97 @@ struct DotLineDetectorTests {
         #expect(result.kept == Array("a\n.\nb".utf8))
     }
 }
+
+/// Inputs found by adversarial testing; each must fail cleanly with nothing sent.
+@Suite(.timeLimit(.minutes(1)))
+struct HostileInputTests {
+    private func serverOptions(_ server: ScriptedServer) -> [String] {
+        ["--host", "127.0.0.1", "--port", String(server.port), "--timeout", "5"]
+    }
+
+    @Test func bareCRInHeaderRejected() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let input = "From: a@example.test\nTo: b@example.test\nSubject: hi\rBcc: hidden@example.test\n\nbody\n"
+        let result = try await runOutbox(["send", "-t"] + serverOptions(server), input: input)
+        #expect(result.status == ExitCode.dataError.rawValue)
+        #expect(result.error.contains("CR without LF"))
+        #expect(server.connections.isEmpty)
+    }
+
+    @Test func nulInBodyRejected() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let input = Array("From: a@example.test\n\nhello\n".utf8) + [0] + Array(".\nMAIL FROM:<x@example.test>\n".utf8)
+        let result = try await runOutbox(["send", "-i"] + serverOptions(server) + ["b@example.test"], inputBytes: input)
+        #expect(result.status == ExitCode.dataError.rawValue)
+        #expect(result.error.contains("NUL"))
+        #expect(server.connections.isEmpty)
+    }
+
+    @Test func emptyBccAccepted() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let input = "From: a@example.test\nTo: b@example.test\nBcc:\nCc:  \n\nbody\n"
+        let result = try await runOutbox(["send", "-t"] + serverOptions(server), input: input)
+        #expect(result.status == 0, "\(result.error)")
+    }
+
+    @Test("rejected before connecting", arguments: [
+        (["--timeout", "1e300"], "seconds"),
+        (["--deadline", "9.3e15"], "seconds"),
+        (["--host="], "host"),
+        (["--helo", "bad name"], "--helo"),
+        (["--helo", "a\r\nMAIL FROM:<x@example.test>"], "--helo"),
+        (["--auth", "FOO", "--user", "u", "--password-env", "X"], "FOO"),
+        (["--tls-trust-file", "/nonexistent/ca.pem"], "/nonexistent/ca.pem"),
+        (["--user", "u\r\nRSET", "--password-env", "X"], "control character"),
+    ])
+    func rejectedBeforeConnecting(arguments: [String], mention: String) async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let result = try await runOutbox(
+            ["send", "--port", String(server.port)] + arguments + ["b@example.test"],
+            input: "From: a@example.test\n\nbody\n", environment: ["X": "secret"])
+        #expect(result.status == ExitCode.usage.rawValue, "\(result.error)")
+        #expect(result.error.contains(mention), "\(result.error)")
+        #expect(!result.error.contains("\r"))
+        #expect(server.connections.isEmpty)
+    }
+
+    @Test func tlsOptionTurnsTLSOnForLoopback() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let result = try await runOutbox(
+            ["send", "--tls-certcheck", "off"] + serverOptions(server) + ["b@example.test"],
+            input: "From: a@example.test\n\nbody\n")
+        #expect(result.status == ExitCode.temporaryFailure.rawValue)
+        #expect(result.error.contains("did not offer STARTTLS"))
+        #expect(server.waitUntilFinished())
+        #expect(!(server.connections.first?.lines.contains { $0.hasPrefix("MAIL") } ?? true))
+    }
+
+    @Test func directoryAsFileIsNoInput() async throws {
+        let result = try await runOutbox(["send", "--file", FileManager.default.temporaryDirectory.path, "b@example.test"])
+        #expect(result.status == ExitCode.noInput.rawValue)
+        #expect(result.error.contains("is a directory"))
+    }
+
+    @Test func emptyPasswordFileRejected() async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-empty-\(UUID().uuidString)")
+        let created = FileManager.default.createFile(atPath: file.path, contents: Data(), attributes: [.posixPermissions: 0o600])
+        try #require(created)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let result = try await runOutbox(
+            ["send", "--port", "1", "--user", "u", "--password-file", file.path, "b@example.test"],
+            input: "From: a@example.test\n\nbody\n")
+        #expect(result.status == ExitCode.configuration.rawValue)
+        #expect(result.error.contains("is empty"))
+    }
+
+    @Test func helpForUnknownCommand() async throws {
+        let result = try await runOutbox(["help", "nope"])
+        #expect(result.status == ExitCode.usage.rawValue)
+        #expect(result.error.contains("unknown command"))
+    }
+}

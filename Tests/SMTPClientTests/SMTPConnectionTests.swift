@@ -121,7 +121,7 @@ struct SMTPConnectionTests {
                 return
             }
         }
-        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(ContinuousClock.now - start < .seconds(3))
     }
 
     @Test func drippingServerStoppedByDeadline() async throws {
@@ -142,7 +142,30 @@ struct SMTPConnectionTests {
                 return
             }
         }
-        #expect(ContinuousClock.now - start < .milliseconds(1500))
+        #expect(ContinuousClock.now - start < .seconds(3), "the drip would last 5 s")
+    }
+
+    @Test func drippedReplyBoundedByTimeout() async throws {
+        let server = try ScriptedServer(script: [
+            .send("220 scripted.test\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .sendSlowly("250-scripted.test\r\n" + String(repeating: "250-X\r\n", count: 40) + "250 OK\r\n",
+                        byteDelay: .milliseconds(20)),
+        ], readTimeout: .seconds(30))
+        defer { server.stop() }
+        let start = ContinuousClock.now
+        do {
+            _ = try await SMTPConnection.open(configuration(server, timeout: .milliseconds(500)))
+            Issue.record("expected the reply timeout to end the session")
+        } catch {
+            #expect(error.phase == .ehlo)
+            guard case .timedOut = error.kind else {
+                Issue.record("expected a timeout, got \(error)")
+                return
+            }
+        }
+        // The drip would take about 5 s; each byte arrives well within the 500 ms timeout.
+        #expect(ContinuousClock.now - start < .seconds(3))
     }
 
     @Test func cancellationEndsBlockedRead() async throws {

@@ -274,4 +274,32 @@ struct ClientSessionSecurityTests {
         harness.server("250-mx.example.test\r\n250 AUTH LOGIN\r\n")
         #expect(harness.written.last == "AUTH LOGIN\r\n")
     }
+
+    @Test func echoedCredentialsRedacted() {
+        var harness = authenticated(alice, offered: "PLAIN")
+        let sent = "AGFsaWNlAGh1bnRlcjI="
+        #expect(harness.written.last == "AUTH PLAIN \(sent)\r\n")
+        harness.server("501 5.5.2 cannot decode: AUTH PLAIN \(sent)\r\n")
+        #expect(harness.failure?.description.contains(sent) == false)
+        #expect(harness.failure?.description.contains("<redacted>") == true)
+        #expect(harness.session.sentSecrets == [sent])
+    }
+
+    @Test func nonStandardSuccessIsProtocolViolation() {
+        var harness = authenticated(alice, offered: "PLAIN")
+        harness.server("250 2.0.0 Ok\r\n")
+        guard case .protocolViolation? = harness.failure?.kind else {
+            Issue.record("expected a protocol violation, got \(String(describing: harness.failure))")
+            return
+        }
+        #expect(!harness.isReady)
+    }
+
+    @Test("line breaks in credentials stop AUTH", arguments: ["ali\r\nce", "alice\u{0}"])
+    func lineBreakInUserName(username: String) {
+        var harness = authenticated(.password(username: username, password: Secret("pw")), offered: "PLAIN LOGIN")
+        #expect(harness.failure?.phase == .auth)
+        #expect(!harness.written.contains { $0.hasPrefix("AUTH") })
+        harness.server("")
+    }
 }

@@ -104,7 +104,7 @@ struct DataEncoderTests {
 
     /// End-of-data look-alikes used in SMTP smuggling: each must arrive as text, never end the data.
     static let smugglingVariants = [
-        "\n.\n", "\n.\r\n", "\r.\r", "\r.\n", "\r\n.\r", "\r\n.\n", "\n.\r", "\r.\r\n", "\r\n.\r\r\n", "\r\n\0.\r\n",
+        "\n.\n", "\n.\r\n", "\r.\r", "\r.\n", "\r\n.\r", "\r\n.\n", "\n.\r", "\r.\r\n", "\r\n.\r\r\n",
     ]
 
     @Test("smuggling sequences neutralized", arguments: smugglingVariants)
@@ -127,7 +127,7 @@ struct DataEncoderTests {
 
     @Test func randomInputRoundTrips() throws {
         var generator = SystemRandomNumberGenerator()
-        let alphabet: [UInt8] = [13, 10, 46, 65, 32, 0xC3, 0xA9]
+        let alphabet: [UInt8] = [13, 10, 46, 65, 32, 0xC3, 0xA9, 9]
         for _ in 0..<300 {
             let length = Int.random(in: 0..<200, using: &generator)
             let input = (0..<length).map { _ in alphabet.randomElement(using: &generator)! }
@@ -145,10 +145,17 @@ struct DataEncoderTests {
         #expect(statistics.longestLine == 2)
     }
 
-    @Test func statisticsSee8BitAndNUL() throws {
-        let statistics = try DataEncoder.scan([Array("caf".utf8) + [0xC3, 0xA9, 0, 10]])
+    @Test func statisticsSee8Bit() throws {
+        let statistics = try DataEncoder.scan([Array("caf".utf8) + [0xC3, 0xA9, 10]])
         #expect(statistics.contains8BitData)
-        #expect(statistics.containsNUL)
+    }
+
+    @Test("NUL rejected with its line", arguments: [1, 3, 100])
+    func nulRejected(chunkSize: Int) {
+        let input = Array("Subject: x\r\n\r\n".utf8) + [0, UInt8(ascii: "."), 13, 10]
+        #expect(throws: DataEncodingError.nulCharacter(lineNumber: 3)) {
+            _ = try encode(input, chunkSize: chunkSize)
+        }
     }
 
     @Test func lineOf998Accepted() throws {

@@ -78,7 +78,7 @@ public final class SMTPSink: @unchecked Sendable {
     public static func start(
         options: [String] = [],
         dumpsMessages: Bool = false,
-        timeout: Duration = .seconds(5)
+        timeout: Duration = .seconds(20)
     ) async throws -> SMTPSink {
         guard isAvailable else {
             throw TestServerError.unavailable("\(executableURL.path) is not installed (apt-get install postfix)")

@@ -159,8 +159,13 @@ extension CertificateInfo {
         return Array(UnsafeBufferPointer(start: data, count: Int(ASN1_STRING_length(string))))
     }
 
+    /// Decodes a name from the certificate, escaping control characters: the certificate comes from
+    /// the server, and its names are printed in messages and by `outbox check`, where an escape
+    /// sequence could rewrite the user's terminal.
     private static func stringValue(_ string: UnsafeMutablePointer<ASN1_STRING>?) -> String {
-        String(decoding: bytes(string), as: UTF8.self)
+        String(decoding: bytes(string), as: UTF8.self).unicodeScalars
+            .map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? $0.escaped(asASCII: true) : String($0) }
+            .joined()
     }
 
     /// Formats the 4 or 16 bytes of an IP address entry with inet_ntop(3), or as hex for other lengths.

@@ -79,8 +79,9 @@ extension TCPConnection {
         if count > 0 {
             throw TLSError(
                 kind: .handshakeFailed,
-                reason: "the server sent unencrypted data before the handshake began, which may have been "
-                    + "injected by an attacker",
+                reason: "the server sent unencrypted data before the handshake began. After STARTTLS it "
+                    + "may have been injected by an attacker; with implicit TLS, the server probably expects "
+                    + "STARTTLS on this port instead",
                 serverName: serverName,
                 peer: remoteAddress
             )
