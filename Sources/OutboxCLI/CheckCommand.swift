@@ -65,6 +65,9 @@ enum CheckCommand {
             connection = try await SMTPConnection.open(configuration, transcript: transcript)
         } catch {
             console.printError("outbox check: \(error)")
+            if let hint = ErrorHints.hint(for: error) {
+                console.printError("outbox check: \(hint)")
+            }
             return ExitCode(error)
         }
         report(connection, configuration: configuration, console: console)

@@ -102,7 +102,11 @@ enum ConnectionOptions {
         // the default for a loopback server would leave it off.
         let tlsOptionGiven = ["--tls-trust-file", "--tls-fingerprint", "--tls-certcheck", "--tls-cert-file",
                               "--tls-min-version"].contains { options.value($0) != nil }
-        configuration.tlsMode = tlsMode ?? (tlsOptionGiven ? (port == 465 ? .implicit : .requiredStartTLS) : nil)
+        if let tlsMode {
+            configuration.tlsMode = tlsMode
+        } else if tlsOptionGiven {
+            configuration.tlsMode = port == 465 ? .implicit : .requiredStartTLS
+        }
         if let helo = options.value("--helo") {
             do {
                 _ = try SMTPCommand.ehlo(domain: helo).encoded()

@@ -9,7 +9,7 @@ struct PreparedMessage {
     let message: OutgoingMessage
     let envelope: Envelope
 
-    /// The most header bytes read to find the envelope, 1 MiB. Real header sections are a few KiB;
+    /// The maximum size of the header section read to find the envelope, 1 MiB. Real header sections are a few KiB;
     /// the limit stops a hostile input from filling memory.
     static let maxHeaderSize = 1024 * 1024
 
@@ -96,7 +96,7 @@ struct PreparedMessage {
         }
     }
 
-    /// The -f address, or else the Sender field, or else the single address in From.
+    /// Returns the -f address, or else the Sender field, or else the single address in From.
     private static func sender(options: ArgumentParser.Result, header: HeaderSection) throws -> String {
         if let given = options.value("-f") {
             if given == "<>" || given.isEmpty {
@@ -125,7 +125,7 @@ struct PreparedMessage {
         throw UsageError("No sender: the message has no From field. Pass the envelope sender with -f.", command: "send")
     }
 
-    /// The recipients from the arguments, and with -t from To, Cc and Bcc (or, when the message has
+    /// Returns the recipients from the arguments, and with -t from To, Cc and Bcc (or, when the message has
     /// Resent- fields, from Resent-To, Resent-Cc and Resent-Bcc, as sendmail does), without duplicates.
     private static func recipients(options: ArgumentParser.Result, header: HeaderSection) throws -> [String] {
         var result: [String] = []

@@ -1,8 +1,8 @@
 import Foundation
 import SMTPCore
 
-/// Where a password or token comes from. Never the command line itself: other users can read a
-/// process's arguments in /proc.
+/// The source of a password or token. It is never the command line itself, because other users can
+/// read a process's arguments in /proc.
 enum SecretSource {
     /// The first line of a shell command's standard output, as msmtp's `passwordeval`.
     case command(String)
@@ -79,7 +79,7 @@ enum SecretSource {
         return line
     }
 
-    /// The text up to the first line ending, which password managers add after the secret.
+    /// Returns the text up to the first line ending, which password managers add after the secret.
     private static func firstLine(of data: Data) -> String {
         let text = String(decoding: data, as: UTF8.self)
         return String(text.prefix { $0 != "\n" && $0 != "\r" })

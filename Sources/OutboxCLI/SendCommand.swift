@@ -88,8 +88,14 @@ enum SendCommand {
             result = try await deliver(prepared, configuration: configuration, transcript: transcript)
         } catch {
             console.printError("outbox send: \(describe(error, configuration: configuration))")
-            for recipient in error.recipientResults where !recipient.isAccepted {
-                console.printError("  <\(recipient.address)>: \(recipient.reply)")
+            // The message of allRecipientsRejected already lists every rejection.
+            if error.kind != .allRecipientsRejected {
+                for recipient in error.recipientResults where !recipient.isAccepted {
+                    console.printError("  <\(recipient.address)>: \(recipient.reply)")
+                }
+            }
+            if let hint = ErrorHints.hint(for: error) {
+                console.printError("outbox send: \(hint)")
             }
             return ExitCode(error)
         }

@@ -28,6 +28,7 @@ struct CheckCommandTests {
         let result = try await runOutbox(["check", "--host", "127.0.0.1", "--port", String(server.port), "--tls", "starttls"])
         #expect(result.status == ExitCode.temporaryFailure.rawValue)
         #expect(result.error.contains("did not offer STARTTLS"))
+        #expect(result.error.contains("--tls implicit"))
     }
 
     @Test("option errors", arguments: [

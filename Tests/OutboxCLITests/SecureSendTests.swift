@@ -117,6 +117,7 @@ struct SecureSendTests {
         #expect(result.error.contains("STARTTLS failed"))
         #expect(result.error.contains(expected))
         #expect(result.error.contains("SHA-256 fingerprint"))
+        #expect(result.error.contains("--tls-fingerprint"))
         #expect(!result.error.contains("C: AUTH"))
         #expect(!result.error.contains("C: MAIL"))
         #expect(try postfix.deliveredMessages().isEmpty)

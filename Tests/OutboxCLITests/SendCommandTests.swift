@@ -92,6 +92,7 @@ struct SendCommandTests {
         let result = try await runOutbox(["send", "-t"] + serverOptions(server), input: simpleMessage)
         #expect(result.status == ExitCode.noUser.rawValue)
         #expect(result.error.contains("<carol@example.test>: 550 5.1.1"))
+        #expect(result.error.components(separatedBy: "<carol@example.test>: 550").count == 2, "listed once")
         #expect(server.waitUntilFinished())
         #expect(server.connections.first?.messages.count == 1)
     }
