@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import SMTPCore
 
 /// An open SMTP session with one server, ready to send messages one after another.
@@ -16,10 +17,35 @@ public final class SMTPConnection: @unchecked Sendable {
     // The driver is touched only on `queue`, which serializes every use of it.
     private let driver: SessionDriver
     private let queue: DispatchQueue
+    /// What the properties report, copied from the driver after each call, so that reading a property
+    /// never waits for a send in progress on `queue`.
+    private let state: Mutex<State>
+
+    private struct State: Sendable {
+        var capabilities: Capabilities
+        var tlsSession: TLSSessionInfo?
+        var isAuthenticated: Bool
+        var authenticationMechanism: String?
+        var greeting: SMTPReply?
+        var capabilitiesBeforeTLS: Capabilities?
+        var isOpen: Bool
+
+        init(_ driver: SessionDriver) {
+            capabilities = driver.capabilities
+            tlsSession = driver.tlsSession
+            isAuthenticated = driver.session.isAuthenticated
+            authenticationMechanism = driver.session.authenticationMechanism
+            greeting = driver.session.greeting
+            capabilitiesBeforeTLS = driver.session.capabilitiesBeforeTLS
+            isOpen = driver.isOpen
+        }
+    }
 
     private init(driver: SessionDriver, queue: DispatchQueue) {
         self.driver = driver
         self.queue = queue
+        self.state = Mutex(State(driver))
+        self.remoteAddress = driver.remoteAddress
     }
 
     /// Connects to the server, waits for its greeting and sends EHLO (or HELO).
@@ -48,42 +74,40 @@ public final class SMTPConnection: @unchecked Sendable {
 
     /// The extensions the server advertised in reply to EHLO.
     public var capabilities: Capabilities {
-        queue.sync { driver.capabilities }
+        state.withLock { $0.capabilities }
     }
 
     /// The TLS version, cipher and server certificate, or nil when the connection is not encrypted.
     public var tlsSession: TLSSessionInfo? {
-        queue.sync { driver.tlsSession }
+        state.withLock { $0.tlsSession }
     }
 
     /// Whether the session logged in with AUTH.
     public var isAuthenticated: Bool {
-        queue.sync { driver.session.isAuthenticated }
+        state.withLock { $0.isAuthenticated }
     }
 
     /// The SASL mechanism the session logged in with, or nil.
     public var authenticationMechanism: String? {
-        queue.sync { driver.session.authenticationMechanism }
+        state.withLock { $0.authenticationMechanism }
     }
 
     /// The server's greeting.
     public var greeting: SMTPReply? {
-        queue.sync { driver.session.greeting }
+        state.withLock { $0.greeting }
     }
 
     /// What the server advertised before STARTTLS, or nil when the session did not use STARTTLS.
     public var capabilitiesBeforeTLS: Capabilities? {
-        queue.sync { driver.session.capabilitiesBeforeTLS }
+        state.withLock { $0.capabilitiesBeforeTLS }
     }
 
     /// The address the connection reached, such as `192.0.2.1:587` or `[2001:db8::1]:587`.
-    public var remoteAddress: String {
-        queue.sync { driver.remoteAddress }
-    }
+    public let remoteAddress: String
 
     /// Whether the session is open and idle, so that `send` can be called.
     public var isOpen: Bool {
-        queue.sync { driver.isOpen }
+        state.withLock { $0.isOpen }
     }
 
     /// Sends one message. The message goes to every recipient the server accepts; the result lists the
@@ -132,7 +156,9 @@ public final class SMTPConnection: @unchecked Sendable {
         let result: Result<T, SMTPError> = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 queue.async {
-                    continuation.resume(returning: Result { () throws(SMTPError) in try body(driver) })
+                    let result = Result { () throws(SMTPError) in try body(driver) }
+                    self.state.withLock { $0 = State(driver) }
+                    continuation.resume(returning: result)
                 }
             }
         } onCancel: {
