@@ -930,6 +930,60 @@ struct CaptureServerTests {
         }
     }
 
+    @Test func drainDeadlineClosesIdleSessions() async throws {
+        let maildir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: maildir) }
+        var configuration = CaptureServer.Configuration(address: .ipv4)
+        configuration.maxMessages = 1
+        configuration.drainTimeout = .milliseconds(300)
+        let server = try CaptureServer(
+            configuration: configuration, maildir: try Maildir(creatingAt: maildir),
+            onMessageSaved: { _ in }, log: { _ in })
+        server.start()
+        let idle = try RawClient(port: server.port)
+        #expect(try idle.readReply().code == 220)
+        let sender = try RawClient(port: server.port)
+        try sender.send(
+            "EHLO raw.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nx\r\n.\r\n")
+        #expect(try sender.readCodes(5) == [220, 250, 250, 250, 354])
+        let started = ContinuousClock.now
+        #expect(try sender.readReply().code == 250)
+
+        // Both sessions wait with the default idle timeout of 5 minutes, so only the drain deadline ends them.
+        let idleReply = try idle.readReply()
+        #expect(idleReply.code == 421)
+        #expect(idleReply.text.contains("shutting down"))
+        #expect(idle.isClosedByServer())
+        let senderReply = try sender.readReply()
+        #expect(senderReply.code == 421)
+        #expect(sender.isClosedByServer())
+        let elapsed = ContinuousClock.now - started
+        #expect(elapsed >= .milliseconds(250))
+        #expect(elapsed < .seconds(5))
+        await server.waitUntilFinished()
+        #expect(server.savedMessageCount == 1)
+    }
+
+    @Test func stopWakesBlockedSessionAtOnce() async throws {
+        let maildir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: maildir) }
+        let server = try CaptureServer(
+            configuration: .init(address: .ipv4), maildir: try Maildir(creatingAt: maildir),
+            onMessageSaved: { _ in }, log: { _ in })
+        server.start()
+        let client = try RawClient(port: server.port)
+        try client.send("EHLO raw.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nx\r\n")
+        #expect(try client.readCodes(5) == [220, 250, 250, 250, 354])
+        let started = ContinuousClock.now
+        server.stop()
+        let reply = try client.readReply()
+        #expect(reply.code == 421)
+        #expect(client.isClosedByServer())
+        #expect(ContinuousClock.now - started < .seconds(1))
+        await server.waitUntilFinished()
+        #expect(server.savedMessageCount == 0)
+    }
+
     @Test func messagesBeyondMaximumRefused() async throws {
         let run = try await CaptureRun.start(["--max-messages", "1"])
         defer { run.remove() }

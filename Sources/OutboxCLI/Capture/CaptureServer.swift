@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import SMTPClient
 import SMTPCore
 import Synchronization
 
@@ -47,7 +48,8 @@ final class CaptureServer: Sendable {
     private struct State {
         var isStarted = false
         var isAccepting = false
-        var isDraining = false
+        /// When open sessions must end because the server saved `maxMessages` messages; nil until then.
+        var drainDeadline: ContinuousClock.Instant?
         var isStopping = false
         var isFinished = false
         var openConnections = 0
@@ -66,10 +68,12 @@ final class CaptureServer: Sendable {
     /// The port the server listens on.
     let port: UInt16
     private let listener: Int32
-    /// Pipes that become readable once, for good, when the server stops or begins draining, so that every
-    /// thread's poll(2) wakes up. Each is written at most once and never read.
-    private let stopSignal: SignalPipe
-    private let drainSignal: SignalPipe
+    /// A pipe that becomes readable for good when the server stops or begins draining, so that the accept
+    /// thread's poll(2) wakes up. Each of the two events writes it at most once, and nothing reads it.
+    private let stopAcceptingSignal: SignalPipe
+    /// The signal shared by every connection. Cancelling it wakes each blocked read or write, when the
+    /// server stops or when the drain deadline passes.
+    private let cancellation: CancellationSignal
     private let state = Mutex(State())
     private let onMessageSaved: @Sendable (SavedMessage) -> Void
     private let log: @Sendable (String) -> Void
@@ -90,18 +94,20 @@ final class CaptureServer: Sendable {
         self.maildir = maildir
         self.onMessageSaved = onMessageSaved
         self.log = log
-        stopSignal = try SignalPipe()
         do {
-            drainSignal = try SignalPipe()
+            cancellation = try CancellationSignal()
         } catch {
-            stopSignal.close()
-            throw error
+            // CancellationSignal fails only when eventfd(2) fails.
+            if case .systemCallFailed(let call, let errorNumber, _) = error as? TransportError {
+                throw SystemCallError(call, errorNumber)
+            }
+            throw SystemCallError("eventfd", EIO)
         }
+        stopAcceptingSignal = try SignalPipe()
         do {
             (listener, port) = try Self.listen(on: configuration.address, port: configuration.port)
         } catch {
-            stopSignal.close()
-            drainSignal.close()
+            stopAcceptingSignal.close()
             throw error
         }
     }
@@ -110,8 +116,7 @@ final class CaptureServer: Sendable {
         let isStarted = state.withLock { $0.isStarted }
         if !isStarted {
             Glibc.close(listener)
-            stopSignal.close()
-            drainSignal.close()
+            stopAcceptingSignal.close()
         }
     }
 
@@ -144,8 +149,9 @@ final class CaptureServer: Sendable {
         state.withLock { state in
             guard !state.isStopping, !state.isFinished else { return }
             state.isStopping = true
-            stopSignal.raise()
+            stopAcceptingSignal.raise()
         }
+        cancellation.cancel()
     }
 
     /// Waits until the server, once started, has stopped and closed every connection.
@@ -168,8 +174,7 @@ final class CaptureServer: Sendable {
     private func acceptConnections() {
         var descriptors = [
             pollfd(fd: listener, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: stopSignal.readDescriptor, events: Int16(POLLIN), revents: 0),
-            pollfd(fd: drainSignal.readDescriptor, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: stopAcceptingSignal.readDescriptor, events: Int16(POLLIN), revents: 0),
         ]
         while true {
             for index in descriptors.indices {
@@ -182,7 +187,7 @@ final class CaptureServer: Sendable {
                 log("outbox capture: waiting for connections failed: \(SystemCallError("poll", errno)); stopping")
                 break
             }
-            if descriptors[1].revents != 0 || descriptors[2].revents != 0 {
+            if descriptors[1].revents != 0 {
                 break
             }
             if descriptors[0].revents != 0 {
@@ -213,10 +218,10 @@ final class CaptureServer: Sendable {
                 return
             }
         }
-        // Glibc's Swift module lacks accept4, so the flags are set afterwards. A process that another
+        // Glibc's Swift module lacks accept4, so FD_CLOEXEC is set afterwards. A process that another
         // thread starts in between would inherit the descriptor, but `outbox capture` starts none.
+        // `TCPConnection.adopting` makes the socket non-blocking on the connection's thread.
         _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
         var enabled: Int32 = 1
         setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &enabled, socklen_t(MemoryLayout<Int32>.size))
         let peer = PeerAddress(storage, length: length)
@@ -239,7 +244,6 @@ final class CaptureServer: Sendable {
         }
         let thread = Thread { [self] in
             serve(descriptor: descriptor, peer: peer, connectionID: connectionID)
-            Glibc.close(descriptor)
             state.withLock { state in
                 state.openConnections -= 1
                 state.isConnectionLimitLogged = false
@@ -261,8 +265,7 @@ final class CaptureServer: Sendable {
         let reply = SMTPReply(
             code: 421, lines: ["\(configuration.serverName) Too many connections, try again later"],
             enhancedCode: EnhancedStatusCode(statusClass: 4, subject: 3, detail: 2))
-        let bytes = reply.encoded()
-        _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        Self.sendWithoutWaiting(reply.encoded()[...], to: descriptor)
         Glibc.close(descriptor)
         if logs {
             log(
@@ -271,7 +274,7 @@ final class CaptureServer: Sendable {
         }
     }
 
-    /// Closes the signal pipes and wakes `waitUntilFinished()` once the accept thread and every connection
+    /// Closes the signal pipe and wakes `waitUntilFinished()` once the accept thread and every connection
     /// thread have ended.
     private func finishIfDone() {
         let finished = state.withLock { state -> (waiters: [CheckedContinuation<Void, Never>], rejected: Int)? in
@@ -280,8 +283,7 @@ final class CaptureServer: Sendable {
             }
             state.isFinished = true
             // Closed under the lock, so that `stop()` never writes to a closed or reused descriptor.
-            stopSignal.close()
-            drainSignal.close()
+            stopAcceptingSignal.close()
             defer { state.finishWaiters = [] }
             return (state.finishWaiters, state.rejectedConnections)
         }
@@ -301,39 +303,43 @@ final class CaptureServer: Sendable {
     // MARK: - Sessions
 
     /// Runs the SMTP dialogue on one connection until the client quits, the session fails, or the
-    /// server stops. The caller closes the descriptor.
+    /// server stops, then closes the connection.
     private func serve(descriptor: Int32, peer: PeerAddress, connectionID: Int) {
-        let connection = CaptureConnection(
-            descriptor: descriptor, stream: PlainCaptureStream(descriptor: descriptor),
-            stopDescriptor: stopSignal.readDescriptor, drainDescriptor: drainSignal.readDescriptor)
-        defer { connection.shutdown() }
         let label = "connection \(connectionID) from \(peer.endpoint)"
+        let connection: TCPConnection
+        do {
+            connection = try TCPConnection.adopting(acceptedDescriptor: descriptor, cancellation: cancellation)
+        } catch {
+            log("outbox capture: \(label) failed: \(error)")
+            return
+        }
+        defer { connection.close() }
         var session = CaptureSession(serverName: configuration.serverName, limits: configuration.limits)
         var output = session.greeting.encoded()
         var lastReply = session.greeting
-        var drainDeadline: ContinuousClock.Instant?
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
 
         do {
             while true {
-                if drainDeadline == nil, state.withLock({ $0.isDraining }) {
+                let drainDeadline = state.withLock { $0.drainDeadline }
+                if drainDeadline != nil {
                     session.acceptsMessages = false
-                    drainDeadline = .now + configuration.drainTimeout
                 }
                 let closes = handleEvents(of: &session, output: &output, lastReply: &lastReply, peer: peer, label: label)
                 if !output.isEmpty {
                     // Replies to pipelined commands go out together, before the next read, because RFC 2920
                     // requires a server to send its pending replies before it waits for input.
-                    let result = try connection.write(output, until: .now + configuration.idleTimeout)
-                    output = []
-                    guard result == .written else {
-                        if result == .timedOut {
-                            log(
-                                "outbox capture: \(label) did not read the replies for "
-                                    + "\(configuration.idleTimeout); closing it")
-                        }
+                    do {
+                        let idleTimeout = configuration.idleTimeout
+                        try connection.write(output, timeout: idleTimeout, deadline: .now + idleTimeout)
+                    } catch TransportError.timedOut {
+                        log(
+                            "outbox capture: \(label) did not read the replies for "
+                                + "\(configuration.idleTimeout); closing it")
+                        return
+                    } catch TransportError.closedByPeer, TransportError.cancelled {
                         return
                     }
+                    output = []
                 }
                 if closes {
                     if lastReply.code != 221 {
@@ -342,36 +348,57 @@ final class CaptureServer: Sendable {
                     return
                 }
 
-                var deadline = ContinuousClock.now + configuration.idleTimeout
-                if let drainDeadline {
-                    deadline = min(deadline, drainDeadline)
-                }
-                switch try connection.read(into: &buffer, until: deadline) {
-                case .received(let count):
-                    session.receive(buffer[..<count])
-                case .draining:
-                    continue
-                case .closed:
+                do {
+                    let bytes = try connection.read(timeout: configuration.idleTimeout, deadline: drainDeadline)
+                    session.receive(bytes)
+                } catch TransportError.closedByPeer {
                     if session.isReceivingData {
                         log("outbox capture: the client closed \(label) during DATA; the partial message is discarded")
                     }
                     return
-                case .timedOut:
+                } catch TransportError.timedOut {
                     let isDraining = drainDeadline != nil
-                    let reply = isDraining ? session.shutdownReply : session.timeoutReply
                     if !isDraining {
                         log("outbox capture: \(label) sent nothing for \(configuration.idleTimeout); closing it")
                     }
-                    _ = try connection.write(reply.encoded(), until: .now + .seconds(1), interruptible: false)
+                    let reply = isDraining ? session.shutdownReply : session.timeoutReply
+                    try sendClosingReply(reply, on: connection, descriptor: descriptor)
                     return
-                case .stopped:
-                    _ = try connection.write(
-                        session.shutdownReply.encoded(), until: .now + .seconds(1), interruptible: false)
+                } catch TransportError.cancelled {
+                    try sendClosingReply(session.shutdownReply, on: connection, descriptor: descriptor)
                     return
                 }
             }
         } catch {
             log("outbox capture: \(label) failed: \(error)")
+        }
+    }
+
+    /// Sends the 421 reply that precedes closing a connection, waiting at most a second for the client to
+    /// take it. A client that closed the connection or does not read gets no reply.
+    ///
+    /// Once `cancellation` is cancelled, `connection` no longer writes, so the unsent bytes of the reply go
+    /// straight to `descriptor`, the connection's socket.
+    ///
+    /// NOTE: that direct send bypasses the connection's stream, which is right only while capture serves
+    /// plain TCP. With STARTTLS it must go through the TLS stream.
+    private func sendClosingReply(_ reply: SMTPReply, on connection: TCPConnection, descriptor: Int32) throws {
+        let bytes = reply.encoded()
+        do {
+            try connection.write(bytes, timeout: .seconds(1), deadline: nil)
+        } catch TransportError.cancelled {
+            Self.sendWithoutWaiting(bytes.suffix(connection.pendingOutputCount), to: descriptor)
+        } catch TransportError.closedByPeer, TransportError.timedOut {
+            return
+        }
+    }
+
+    /// Sends as much of `bytes` as the socket's send buffer takes at once, ignoring errors, for a reply
+    /// right before the socket is closed.
+    private static func sendWithoutWaiting(_ bytes: ArraySlice<UInt8>, to descriptor: Int32) {
+        // MSG_NOSIGNAL makes a send to a closed peer fail with EPIPE instead of raising SIGPIPE.
+        _ = bytes.withUnsafeBytes {
+            Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
         }
     }
 
@@ -390,7 +417,7 @@ final class CaptureServer: Sendable {
             case .message(let message):
                 session.finishMessage(save(message, peer: peer, label: label))
                 // After the last message, a MAIL pipelined behind it must already find the server draining.
-                if state.withLock({ $0.isDraining }) {
+                if state.withLock({ $0.drainDeadline != nil }) {
                     session.acceptsMessages = false
                 }
             case .close:
@@ -440,11 +467,25 @@ final class CaptureServer: Sendable {
         return .saved(name: name)
     }
 
+    /// Stops accepting connections, and cancels the open ones once `drainTimeout` has passed.
     private func startDraining() {
-        state.withLock { state in
-            guard !state.isDraining, !state.isFinished else { return }
-            state.isDraining = true
-            drainSignal.raise()
+        let drainDeadline = ContinuousClock.now + configuration.drainTimeout
+        let isStarted = state.withLock { state in
+            guard state.drainDeadline == nil, !state.isFinished else {
+                return false
+            }
+            state.drainDeadline = drainDeadline
+            stopAcceptingSignal.raise()
+            return true
+        }
+        guard isStarted else {
+            return
+        }
+        // Sessions that read after this see the deadline, but one already blocked in a read waits with the
+        // idle timeout only. Cancelling wakes it, and it then sends the same 421 as at a stop.
+        Task { [cancellation] in
+            try? await Task.sleep(until: drainDeadline)
+            cancellation.cancel()
         }
     }
 
@@ -621,7 +662,7 @@ struct PeerAddress: Sendable {
     }
 }
 
-// MARK: - Connections and streams
+// MARK: - System calls
 
 /// A failed system call, with the errno it set.
 struct SystemCallError: Error, CustomStringConvertible {
@@ -666,245 +707,5 @@ struct SignalPipe: Sendable {
     func close() {
         Glibc.close(readDescriptor)
         Glibc.close(writeDescriptor)
-    }
-}
-
-/// The outcome of one non-blocking read or write on a `CaptureStream`.
-enum CaptureStreamResult: Equatable {
-    /// The call moved this many bytes, always at least one.
-    case transferred(Int)
-    /// The call would block until the descriptor reports one of these poll(2) events. A TLS stream can
-    /// need POLLOUT during a read, or POLLIN during a write.
-    case wouldBlock(events: Int16)
-    /// The client closed the stream: end of stream on read, or ECONNRESET or EPIPE.
-    case closed
-}
-
-/// The non-blocking byte stream under a capture session.
-///
-/// `CaptureConnection` owns the descriptor, the poll loop and the timeouts. A stream only moves bytes and
-/// reports the poll event it needs next, so a TLS stream over the same descriptor can replace the plain
-/// one for STARTTLS without changing the session or the connection.
-protocol CaptureStream: AnyObject {
-    /// Reads up to `buffer.count` bytes without blocking.
-    func receive(into buffer: UnsafeMutableRawBufferPointer) throws -> CaptureStreamResult
-
-    /// Writes up to `bytes.count` bytes without blocking.
-    func send(_ bytes: UnsafeRawBufferPointer) throws -> CaptureStreamResult
-
-    /// Whether the stream contains bytes already read from the descriptor but not yet returned, such as the
-    /// rest of a decrypted TLS record, which poll(2) cannot see.
-    var hasBufferedInput: Bool { get }
-
-    /// Ends the stream before the descriptor is closed, without blocking.
-    func shutdown()
-}
-
-/// A `CaptureStream` over a plain TCP socket.
-final class PlainCaptureStream: CaptureStream {
-    private let descriptor: Int32
-
-    init(descriptor: Int32) {
-        self.descriptor = descriptor
-    }
-
-    func receive(into buffer: UnsafeMutableRawBufferPointer) throws -> CaptureStreamResult {
-        while true {
-            let count = recv(descriptor, buffer.baseAddress, buffer.count, 0)
-            if count > 0 {
-                return .transferred(count)
-            }
-            if count == 0 {
-                return .closed
-            }
-            switch errno {
-            case EINTR:
-                continue
-            case EAGAIN, EWOULDBLOCK:
-                return .wouldBlock(events: Int16(POLLIN))
-            case ECONNRESET:
-                return .closed
-            case let errorNumber:
-                throw SystemCallError("recv", errorNumber)
-            }
-        }
-    }
-
-    func send(_ bytes: UnsafeRawBufferPointer) throws -> CaptureStreamResult {
-        while true {
-            // MSG_NOSIGNAL makes a write to a closed peer fail with EPIPE instead of raising SIGPIPE.
-            let count = Glibc.send(descriptor, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
-            if count > 0 {
-                return .transferred(count)
-            }
-            if count == 0 {
-                return .wouldBlock(events: Int16(POLLOUT))
-            }
-            switch errno {
-            case EINTR:
-                continue
-            case EAGAIN, EWOULDBLOCK:
-                return .wouldBlock(events: Int16(POLLOUT))
-            case EPIPE, ECONNRESET:
-                return .closed
-            case let errorNumber:
-                throw SystemCallError("send", errorNumber)
-            }
-        }
-    }
-
-    var hasBufferedInput: Bool {
-        false
-    }
-
-    func shutdown() {}
-}
-
-/// One client connection: a stream over a socket, with waits bounded by a deadline and woken by the
-/// server's stop and drain signals. The caller closes the descriptor.
-final class CaptureConnection {
-    enum ReadResult: Equatable {
-        /// This many bytes were read into the buffer, at least one.
-        case received(Int)
-        case closed
-        case timedOut
-        /// The server is stopping.
-        case stopped
-        /// The server began draining. Reported once; read again with a new deadline.
-        case draining
-    }
-
-    enum WriteResult: Equatable {
-        case written
-        case closed
-        case timedOut
-        case stopped
-    }
-
-    private enum WaitResult {
-        case ready
-        case timedOut
-        case stopped
-        case draining
-    }
-
-    private let descriptor: Int32
-    private let stream: any CaptureStream
-    private let stopDescriptor: Int32
-    private let drainDescriptor: Int32
-    private var watchesDrain = true
-
-    init(descriptor: Int32, stream: any CaptureStream, stopDescriptor: Int32, drainDescriptor: Int32) {
-        self.descriptor = descriptor
-        self.stream = stream
-        self.stopDescriptor = stopDescriptor
-        self.drainDescriptor = drainDescriptor
-    }
-
-    /// Reads what the client has sent, waiting until `deadline` for at least one byte.
-    func read(into buffer: inout [UInt8], until deadline: ContinuousClock.Instant) throws -> ReadResult {
-        var events = Int16(POLLIN)
-        while true {
-            if !stream.hasBufferedInput {
-                switch try wait(for: events, until: deadline, interruptible: true) {
-                case .ready:
-                    break
-                case .timedOut:
-                    return .timedOut
-                case .stopped:
-                    return .stopped
-                case .draining:
-                    return .draining
-                }
-            }
-            let result = try buffer.withUnsafeMutableBytes { try stream.receive(into: $0) }
-            switch result {
-            case .transferred(let count):
-                return .received(count)
-            case .closed:
-                return .closed
-            case .wouldBlock(let needed):
-                events = needed
-            }
-        }
-    }
-
-    /// Writes all of `bytes`, waiting until `deadline` whenever the client's receive window is full.
-    ///
-    /// - Parameter interruptible: whether a stop of the server ends the wait, which it must not for the
-    ///   421 reply sent because of the stop.
-    func write(
-        _ bytes: [UInt8], until deadline: ContinuousClock.Instant, interruptible: Bool = true
-    ) throws -> WriteResult {
-        var offset = 0
-        while offset < bytes.count {
-            let result = try bytes[offset...].withUnsafeBytes { try stream.send($0) }
-            switch result {
-            case .transferred(let count):
-                offset += count
-            case .closed:
-                return .closed
-            case .wouldBlock(let events):
-                switch try wait(for: events, until: deadline, interruptible: interruptible) {
-                case .ready, .draining:
-                    continue
-                case .timedOut:
-                    return .timedOut
-                case .stopped:
-                    return .stopped
-                }
-            }
-        }
-        return .written
-    }
-
-    func shutdown() {
-        stream.shutdown()
-    }
-
-    private func wait(
-        for events: Int16, until deadline: ContinuousClock.Instant, interruptible: Bool
-    ) throws -> WaitResult {
-        var descriptors = [pollfd(fd: descriptor, events: events, revents: 0)]
-        if interruptible {
-            descriptors.append(pollfd(fd: stopDescriptor, events: Int16(POLLIN), revents: 0))
-            if watchesDrain {
-                descriptors.append(pollfd(fd: drainDescriptor, events: Int16(POLLIN), revents: 0))
-            }
-        }
-        while true {
-            for index in descriptors.indices {
-                descriptors[index].revents = 0
-            }
-            let count = poll(&descriptors, nfds_t(descriptors.count), Self.milliseconds(until: deadline))
-            if count < 0 {
-                if errno == EINTR {
-                    continue
-                }
-                throw SystemCallError("poll", errno)
-            }
-            if interruptible, descriptors[1].revents != 0 {
-                return .stopped
-            }
-            if interruptible, watchesDrain, descriptors[2].revents != 0 {
-                // The pipe stays readable, so stop polling it once the drain is reported.
-                watchesDrain = false
-                return .draining
-            }
-            if descriptors[0].revents != 0 {
-                return .ready
-            }
-            if ContinuousClock.now >= deadline {
-                return .timedOut
-            }
-        }
-    }
-
-    /// Returns the poll(2) timeout in milliseconds until `deadline`, rounded up so that a wait never ends early.
-    private static func milliseconds(until deadline: ContinuousClock.Instant) -> Int32 {
-        let remaining = ContinuousClock.now.duration(to: deadline)
-        let (seconds, attoseconds) = remaining.components
-        let milliseconds = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-        return Int32(clamping: max(milliseconds, 0))
     }
 }
