@@ -1,12 +1,12 @@
 import SMTPCore
 
-/// Where and how to connect to an SMTP server.
+/// The server to connect to and the settings of the connection.
 public struct SMTPClientConfiguration: Sendable {
     /// The server's host name or IP address. Every address the name resolves to is tried in turn.
     public var host: String
     public var port: UInt16
     /// The name sent with EHLO. Nil sends the machine's host name when it is fully qualified, and an
-    /// address literal of the local end of the connection otherwise, as RFC 5321 section 4.1.4 asks.
+    /// address literal of the local end of the connection otherwise, as RFC 5321 section 4.1.4 recommends.
     public var clientName: String?
     public var timeouts: Timeouts
     /// A limit on the whole session, from the start of the connection; nil for none.
@@ -14,7 +14,7 @@ public struct SMTPClientConfiguration: Sendable {
     /// Whether to pipeline commands when the server offers PIPELINING.
     public var usePipelining: Bool
     public var replyLimits: ReplyParser.Limits
-    /// How the connection is encrypted. Nil chooses by the server: implicit TLS on port 465,
+    /// The encryption of the connection. Nil chooses by the server: implicit TLS on port 465,
     /// no TLS for a server on a loopback address, and required STARTTLS for every other server.
     public var tlsMode: TLSMode?
     /// The TLS settings: minimum version, whom to trust, client certificate. The default verifies
@@ -40,7 +40,7 @@ public struct SMTPClientConfiguration: Sendable {
         self.authentication = authentication
     }
 
-    /// The TLS mode in effect for a connection whose remote end is or is not a loopback address.
+    /// Returns the TLS mode in effect for a connection whose remote end is or is not a loopback address.
     public func effectiveTLSMode(remoteIsLoopback: Bool) -> TLSMode {
         if let tlsMode { return tlsMode }
         if port == 465 { return .implicit }
@@ -66,7 +66,7 @@ public struct SMTPClientConfiguration: Sendable {
 
         public init() {}
 
-        /// The same timeout for every step.
+        /// Sets the same timeout for every step.
         public init(all timeout: Duration) {
             connect = timeout
             greeting = timeout
@@ -77,7 +77,7 @@ public struct SMTPClientConfiguration: Sendable {
             quit = timeout
         }
 
-        /// The timeout for waiting on the reply of a phase.
+        /// Returns the timeout for waiting on the reply of a phase.
         public func forReply(to phase: SMTPPhase) -> Duration {
             switch phase {
             case .connect: connect
@@ -92,7 +92,7 @@ public struct SMTPClientConfiguration: Sendable {
     }
 }
 
-/// How an SMTP connection is encrypted.
+/// The encryption of an SMTP connection.
 public enum TLSMode: String, Sendable, Hashable, CaseIterable {
     /// No encryption. Credentials are then sent only to a loopback address, unless allowed explicitly.
     case off

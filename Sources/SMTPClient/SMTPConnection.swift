@@ -17,8 +17,8 @@ public final class SMTPConnection: @unchecked Sendable {
     // The driver is touched only on `queue`, which serializes every use of it.
     private let driver: SessionDriver
     private let queue: DispatchQueue
-    /// What the properties report, copied from the driver after each call, so that reading a property
-    /// never waits for a send in progress on `queue`.
+    /// The values the properties report, copied from the driver after each call, so that reading a
+    /// property does not wait for a send in progress on `queue`.
     private let state: Mutex<State>
 
     private struct State: Sendable {
@@ -97,7 +97,7 @@ public final class SMTPConnection: @unchecked Sendable {
         state.withLock { $0.greeting }
     }
 
-    /// What the server advertised before STARTTLS, or nil when the session did not use STARTTLS.
+    /// The capabilities advertised before STARTTLS, or nil when the session did not use STARTTLS.
     public var capabilitiesBeforeTLS: Capabilities? {
         state.withLock { $0.capabilitiesBeforeTLS }
     }

@@ -8,7 +8,7 @@ import SMTPCore
 /// Swift concurrency pool. It is not thread-safe: `SMTPConnection` confines each driver to one serial
 /// dispatch queue, and only `cancellation`, which is thread-safe, is used from elsewhere.
 final class SessionDriver: @unchecked Sendable {
-    /// What a call into the session ended with.
+    /// The state a call into the session ended in.
     enum Outcome {
         /// The session is open and idle.
         case ready
@@ -37,7 +37,7 @@ final class SessionDriver: @unchecked Sendable {
     /// When the wait for the expected reply started to count: its phase, the replies read before it,
     /// and when it expires.
     private var replyClock: (phase: SMTPPhase, replyCount: Int, expiry: ContinuousClock.Instant)?
-    /// How this connection is encrypted, after the defaults for its server were applied.
+    /// The encryption of this connection, after the defaults for its server were applied.
     let tlsMode: TLSMode
     /// The TLS session, once the connection is encrypted.
     private(set) var tlsSession: TLSSessionInfo?
@@ -403,7 +403,7 @@ final class SessionDriver: @unchecked Sendable {
         }
     }
 
-    /// The host name when it is fully qualified, or else an address literal of the local address
+    /// Returns the host name when it is fully qualified, or else an address literal of the local address
     /// (RFC 5321 section 4.1.3), because servers may reject an unqualified name.
     static func defaultClientName(localAddress: String) -> String {
         var buffer = [CChar](repeating: 0, count: 256)
@@ -416,7 +416,7 @@ final class SessionDriver: @unchecked Sendable {
         return addressLiteral(localAddress)
     }
 
-    /// Whether a printable socket address (`127.0.0.1:25`, `[::1]:25`) is a loopback address:
+    /// Returns whether a printable socket address (`127.0.0.1:25`, `[::1]:25`) is a loopback address:
     /// 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6.
     static func isLoopback(_ address: String) -> Bool {
         var host = address
@@ -432,7 +432,7 @@ final class SessionDriver: @unchecked Sendable {
         return octets.count == 4 && octets.first == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 
-    /// `[192.0.2.1]` or `[IPv6:2001:db8::1]` from a printable socket address with a port.
+    /// Returns `[192.0.2.1]` or `[IPv6:2001:db8::1]` from a printable socket address with a port.
     static func addressLiteral(_ address: String) -> String {
         if address.hasPrefix("[") , let end = address.firstIndex(of: "]") {
             return "[IPv6:" + address[address.index(after: address.startIndex)..<end] + "]"

@@ -25,7 +25,7 @@ public struct TranscriptLine: Sendable, Hashable, CustomStringConvertible {
 /// Receives transcript lines. It is called on the connection's own thread, so it must not block long.
 public typealias TranscriptHandler = @Sendable (TranscriptLine) -> Void
 
-/// Whether a scalar is a C0 or C1 control character or DEL, which could move a terminal's cursor.
+/// Returns whether a scalar is a C0 or C1 control character or DEL, which could move a terminal's cursor.
 private func isControl(_ scalar: Unicode.Scalar) -> Bool {
     scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value)
 }
