@@ -16,7 +16,7 @@ public struct Capabilities: Sendable, Hashable {
     /// The domain the server named on the first line of its EHLO reply.
     public let serverDomain: String
 
-    /// Capabilities of a server that answered HELO, or that has not been asked yet: no extensions.
+    /// Capabilities of a server that replied to HELO, or that has not been asked yet: no extensions.
     public static let none = Capabilities(extensions: [:], serverDomain: "")
 
     public init(extensions: [String: [String]], serverDomain: String) {
@@ -41,7 +41,7 @@ public struct Capabilities: Sendable, Hashable {
         self.init(extensions: extensions, serverDomain: domain)
     }
 
-    /// Whether the server advertised the keyword, in any case.
+    /// Returns whether the server advertised the keyword, in any case.
     public func supports(_ keyword: String) -> Bool {
         extensions[keyword.uppercased()] != nil
     }

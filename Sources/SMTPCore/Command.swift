@@ -170,7 +170,7 @@ public struct CommandEncodingError: Error, Sendable, Hashable, CustomStringConve
         case invalidCharacter
     }
 
-    /// What the value is, for example "recipient address" or "EHLO domain".
+    /// The name of the value, for example "recipient address" or "EHLO domain".
     public let argument: String
     public let value: String
     public let reason: Reason

@@ -26,15 +26,15 @@ public enum SMTPPhase: String, Sendable, Hashable, CaseIterable, CustomStringCon
 /// and whether trying again later can help.
 public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable {
-        /// The server answered with a 4xx or 5xx reply.
+        /// The server replied with a 4xx or 5xx code.
         case rejected
-        /// The server answered 421: it is closing the connection.
+        /// The server replied 421, so it is closing the connection.
         case serviceNotAvailable
         /// Every recipient was rejected, so no message was sent.
         case allRecipientsRejected
         /// The server closed the connection without a reply.
         case connectionClosed
-        /// No reply came within the timeout or the overall deadline; the text says which.
+        /// No reply came within the timeout or the overall deadline. The text names which.
         case timedOut(String)
         /// The server sent something that is not a valid reply at this point.
         case protocolViolation(String)
@@ -46,9 +46,9 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
         case invalidArgument(CommandEncodingError)
         /// The message content cannot be sent as it is.
         case invalidMessage(DataEncodingError)
-        /// The server's name did not resolve or no address accepted a connection; the text says why.
+        /// The server's name did not resolve or no address accepted a connection. The text gives the reason.
         case connectionFailed(String)
-        /// TLS was required but the server did not offer STARTTLS or refused it; the text says which.
+        /// TLS was required but the server did not offer STARTTLS or refused it. The text names which.
         case tlsUnavailable(String)
         /// The TLS handshake failed, or the server's certificate was not trusted; the text says why.
         case tlsFailed(String)
@@ -81,7 +81,7 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
         self.recipientResults = recipientResults
     }
 
-    /// An error for a negative reply: 421 ends the session, 4xx is temporary and 5xx permanent.
+    /// Returns the error for a negative reply: 421 ends the session, 4xx is temporary and 5xx permanent.
     public static func rejected(_ reply: SMTPReply, phase: SMTPPhase) -> SMTPError {
         SMTPError(
             phase: phase, kind: reply.code == 421 ? .serviceNotAvailable : .rejected, reply: reply,

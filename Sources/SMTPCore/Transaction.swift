@@ -70,7 +70,7 @@ public struct DeliveryStatusRequest: Sendable, Hashable {
     }
 }
 
-/// What the server replied to one RCPT.
+/// The server's reply to one RCPT.
 public struct RecipientResult: Sendable, Hashable {
     public let address: String
     public let reply: SMTPReply
