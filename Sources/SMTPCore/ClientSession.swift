@@ -145,8 +145,15 @@ public struct ClientSession: Sendable {
     /// Handles bytes received from the server.
     public mutating func receive(_ bytes: some Sequence<UInt8>) -> [Action] {
         parser.append(bytes)
+        return processBufferedReplies()
+    }
+
+    /// Handles the complete replies in the parser's buffer. While a transaction's content is being
+    /// sent, replies stay buffered: a server that answers before the final "." (with 451 or 554, say)
+    /// is answering the message, and the content must first be sent in full or abandoned.
+    private mutating func processBufferedReplies() -> [Action] {
         var actions: [Action] = []
-        while !isOver {
+        while !isOver, transactions.first?.sendingContent != true {
             let reply: SMTPReply
             do {
                 guard let next = try parser.nextReply() else { break }
@@ -224,11 +231,12 @@ public struct ClientSession: Sendable {
     /// Reports that the message content, with its final ".", has been written.
     public mutating func messageContentSent() -> [Action] {
         guard case .open = state, let index = transactions.firstIndex(where: \.sendingContent) else {
-            preconditionFailure("ClientSession.messageContentSent called while no content was being sent")
+            // The session ended while the content was being written, so there is nothing to wait for.
+            return []
         }
         transactions[index].sendingContent = false
         transactions[index].expected = [.endOfData]
-        return []
+        return processBufferedReplies()
     }
 
     /// Reports that the message content could not be sent in full, because it failed to encode or

@@ -126,13 +126,6 @@ private func script(phase: FaultPhase, fault: Fault) -> [ScriptedServer.Step] {
         steps += exchange.reads
         if exchange.phase == phase {
             let reply = exchange.reply ?? endOfDataReply
-            if exchange.reply == nil, !fault.isHarmless {
-                // The pause lets the client read the 354 alone and start writing the content, because a
-                // complete early reply in the same read as the 354 crashes the client (see
-                // `earlyReplyWith354EndsCleanly`). A reply sent byte by byte starts at once instead: the
-                // server reads nothing until it ends, and each client write times out after `stepTimeout`.
-                steps.append(.stall(.milliseconds(100)))
-            }
             steps += fault.steps(replacing: reply)
             guard fault.isHarmless else { return steps }
             replySentEarly = exchange.reply == nil
@@ -255,9 +248,8 @@ struct FaultMatrixTests {
         #expect(after - before < descriptorSlack, "open descriptors went from \(before) to \(after)")
     }
 
-    /// A reply that arrives in the same read as the 354 ends the session, but the session still requests
-    /// the content from the driver. `SessionDriver` then writes it and calls `messageContentSent()`, whose
-    /// precondition fails and crashes the process, so the matrix cannot run this case through a server.
+    /// A reply that arrives in the same read as the 354 waits until the content is sent, and then fails
+    /// the message as its end-of-data reply.
     @Test func earlyReplyWith354EndsCleanly() throws {
         var session = ClientSession(configuration: .init(clientName: "client.example.test"))
         _ = session.receive(Array("220 scripted.test\r\n".utf8))
@@ -270,11 +262,16 @@ struct FaultMatrixTests {
         _ = session.receive(Array("250 2.1.5 OK\r\n".utf8))
 
         let actions = session.receive(Array("354 Go ahead\r\n451 4.3.0 Local error\r\n".utf8))
-        #expect(actions.contains(.sendMessageContent))
-        withKnownIssue("ClientSession requests the content after it has failed the session") {
-            // `messageContentSent()` requires a transaction that is sending its content.
-            #expect(session.awaitedPhase == .dataTransfer, "actions: \(actions)")
+        #expect(actions == [.sendMessageContent])
+        #expect(session.awaitedPhase == .dataTransfer)
+        let after = session.messageContentSent()
+        guard case .transactionCompleted(.failure(let error))? = after.first else {
+            Issue.record("expected the early reply to fail the message, got \(after)")
+            return
         }
+        #expect(error.phase == .endOfData)
+        #expect(error.reply?.code == 451)
+        #expect(error.isTemporary)
     }
 
     /// Each byte comes well within the step timeout, so only the session deadline ends the session.

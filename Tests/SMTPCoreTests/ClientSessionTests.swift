@@ -413,12 +413,21 @@ struct ClientSessionTests {
         #expect(harness.closed)
     }
 
-    @Test func replyDuringContentIsProtocolViolation() throws {
+    @Test func replyDuringContentWaitsForEnd() throws {
         var harness = Harness()
         harness.open()
         harness.record(harness.session.send(try transaction()))
-        harness.server("250 ok\r\n250 ok\r\n354 go\r\n554 stop\r\n")
-        #expect(harness.failure?.phase == .dataTransfer)
+        harness.server("250 ok\r\n250 ok\r\n354 go\r\n554 5.7.1 stop\r\n")
+        #expect(harness.events.last == .sendMessageContent)
+        #expect(harness.failure == nil)
+        harness.record(harness.session.messageContentSent())
+        guard case .failure(let error)? = harness.lastResult else {
+            Issue.record("expected the early reply to fail the message")
+            return
+        }
+        #expect(error.phase == .endOfData)
+        #expect(error.reply?.code == 554)
+        #expect(!error.isTemporary)
     }
 
     @Test func quitThenClose() {
