@@ -14,7 +14,7 @@ guard arguments.count >= 4, let port = UInt16(arguments[2]), let count = Int(arg
 }
 let size = arguments.count > 4 ? Int(arguments[4]) ?? 2048 : 2048
 
-/// A message of about `size` octets: a few header fields and lines of 72 letters.
+/// Returns a message of about `size` octets: a few header fields and lines of 72 letters.
 func makeMessage(size: Int) -> [UInt8] {
     var text = "From: bench@example.test\r\nTo: sink@example.test\r\nSubject: benchmark\r\n\r\n"
     let line = String(repeating: "abcdefghi", count: 8) + "\r\n"

@@ -104,7 +104,7 @@ struct UsageError: Error, CustomStringConvertible {
         return "\(message)\(separator)Run 'outbox \(command) --help' for the options."
     }
 
-    /// A command-line value with control characters escaped, for quoting it in a message.
+    /// Returns a command-line value with control characters escaped, for quoting it in a message.
     static func printable(_ value: String) -> String {
         value.unicodeScalars
             .map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? $0.escaped(asASCII: true) : String($0) }

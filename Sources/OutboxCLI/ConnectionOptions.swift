@@ -96,6 +96,7 @@ enum ConnectionOptions {
             }
             port = value
         }
+
         var configuration = SMTPClientConfiguration(host: host, port: port)
         configuration.tls = try tls(options, command: command)
         // A trust setting or a client certificate only makes sense over TLS, so it turns TLS on where
@@ -107,6 +108,7 @@ enum ConnectionOptions {
         } else if tlsOptionGiven {
             configuration.tlsMode = port == 465 ? .implicit : .requiredStartTLS
         }
+
         if let helo = options.value("--helo") {
             do {
                 _ = try SMTPCommand.ehlo(domain: helo).encoded()

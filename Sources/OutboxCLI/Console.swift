@@ -1,6 +1,6 @@
 import Foundation
 
-/// Where a command reads its input and writes its output, so that tests can run commands in process.
+/// The input, output and environment of a command, so that tests can run commands in process.
 public struct Console: Sendable {
     public var standardInput: FileHandle
     public var writeOutput: @Sendable (String) -> Void

@@ -31,7 +31,7 @@ public enum ExitCode: Int32, Sendable, CaseIterable {
     /// EX_CONFIG: the configuration is wrong.
     case configuration = 78
 
-    /// The status for a failed SMTP session or transaction.
+    /// Creates the status for a failed SMTP session or transaction.
     public init(_ error: SMTPError) {
         switch error.kind {
         case .invalidMessage, .invalidArgument, .messageTooLarge:

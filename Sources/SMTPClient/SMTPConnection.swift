@@ -114,7 +114,7 @@ public final class SMTPConnection: @unchecked Sendable {
     /// reply to each RCPT.
     ///
     /// - Throws: `SMTPError`. After a failure whose `kind` is a rejection of this message, the session
-    ///   stays open for the next message; after a lost connection, a timeout, 421 or a protocol error,
+    ///   stays open for the next message. After a lost connection, a timeout, 421 or a protocol error,
     ///   it is closed.
     public func send(_ message: OutgoingMessage, envelope: Envelope) async throws(SMTPError) -> TransactionResult {
         try await send([(message, envelope)])[0].get()
@@ -124,7 +124,7 @@ public final class SMTPConnection: @unchecked Sendable {
     ///
     /// When the server offers PIPELINING, a message's MAIL, RCPT and DATA commands are written together
     /// with the end of the previous message, so a batch costs about one round trip per message. A
-    /// message the server rejects does not stop the others; a session failure (a lost connection, a
+    /// message the server rejects does not stop the others. A session failure (a lost connection, a
     /// timeout, 421) fails the message in progress and every later one, since none of those was sent.
     public func send(_ messages: [(OutgoingMessage, Envelope)]) async -> [Result<TransactionResult, SMTPError>] {
         guard !messages.isEmpty else { return [] }

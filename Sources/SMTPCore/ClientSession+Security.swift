@@ -133,6 +133,7 @@ extension ClientSession {
             state = .open
             return [.ready(capabilities)]
         }
+
         if !isEncrypted, !configuration.isLoopback, !authentication.allowUnencrypted {
             return failSecurity(SMTPError(
                 phase: .auth,
@@ -141,12 +142,14 @@ extension ClientSession {
                         + "unencrypted authentication explicitly if this network is trusted"),
                 isTemporary: false))
         }
+
         if let field = Self.fieldWithLineBreak(authentication.credentials) {
             return failSecurity(SMTPError(
                 phase: .auth,
                 kind: .authenticationUnavailable("the \(field) contains a CR, LF or NUL character, so nothing was sent"),
                 isTemporary: false))
         }
+
         let mechanism: any SASLMechanism
         do {
             mechanism = try selectMechanism(authentication)
@@ -154,6 +157,7 @@ extension ClientSession {
             return failSecurity(SMTPError(
                 phase: .auth, kind: .authenticationUnavailable(error.description), isTemporary: false))
         }
+
         var exchange = AuthenticationExchange(mechanism: mechanism)
         let initial: [UInt8]?
         do {
@@ -161,6 +165,7 @@ extension ClientSession {
         } catch {
             return failSecurity(SMTPError(phase: .auth, kind: .authenticationUnavailable(error.description), isTemporary: false))
         }
+
         state = .authenticating(exchange)
         var command = "AUTH \(mechanism.name)"
         var shown = command

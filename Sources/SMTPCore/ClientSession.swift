@@ -41,7 +41,7 @@ public struct ClientSession: Sendable {
         }
     }
 
-    /// What the driver must do next.
+    /// The next step for the driver.
     public enum Action: Sendable, Hashable {
         /// Write these bytes to the server. Consecutive writes may be coalesced into one.
         case write([UInt8])
@@ -149,8 +149,8 @@ public struct ClientSession: Sendable {
     }
 
     /// Handles the complete replies in the parser's buffer. While a transaction's content is being
-    /// sent, replies stay buffered: a server that answers before the final "." (with 451 or 554, say)
-    /// is answering the message, and the content must first be sent in full or abandoned.
+    /// sent, replies stay buffered. A server that replies before the final "." (with 451 or 554, say)
+    /// is replying to the message, and the content must first be sent in full or abandoned.
     private mutating func processBufferedReplies() -> [Action] {
         var actions: [Action] = []
         while !isOver, transactions.first?.sendingContent != true {
@@ -340,8 +340,8 @@ public struct ClientSession: Sendable {
 
     // MARK: - Failure
 
-    /// Ends the session after a negative reply outside a transaction. RFC 5321 section 3.8: after a
-    /// 421 the server is closing the channel, so the client just closes; after other refusals it sends
+    /// Ends the session after a negative reply outside a transaction. After a 421 the server is closing
+    /// the channel (RFC 5321 section 3.8), so the client just closes. After other rejections it sends
     /// QUIT without waiting for the reply.
     mutating func failAfterReply(_ reply: SMTPReply, phase: SMTPPhase) -> [Action] {
         let error = SMTPError.rejected(reply, phase: phase)

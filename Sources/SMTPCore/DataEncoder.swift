@@ -1,7 +1,7 @@
 /// The DATA transparency transform as a stream (RFC 5321 sections 4.5.2 and 2.3.8).
 ///
 /// Feed the message in chunks of any size and write what comes out. The encoder
-/// - turns CRLF, a bare CR and a bare LF each into one CRLF, so a server never sees a lone CR or LF
+/// - turns CRLF, a bare CR and a bare LF each into one CRLF, so the server receives no lone CR or LF
 ///   that it might read as the end of data (the "SMTP smuggling" attacks rely on such bytes);
 /// - doubles a "." at the start of every line, after that normalization;
 /// - fails on a line longer than `maxLineLength` octets, or on a NUL octet, naming the line;
@@ -19,11 +19,11 @@ public struct DataEncoder: Sendable {
         public var lineCount = 0
         /// Whether any octet is 0x80 or above, which needs BODY=8BITMIME.
         public var contains8BitData = false
-        /// The longest line in octets, without its line ending.
+        /// The length of the longest line in octets, without its line ending.
         public var longestLine = 0
     }
 
-    /// The longest line accepted, in octets without CRLF: 998 by RFC 5322 section 2.1.1.
+    /// The maximum line length, in octets without CRLF: 998 by RFC 5322 section 2.1.1.
     public let maxLineLength: Int
 
     public private(set) var statistics = Statistics()

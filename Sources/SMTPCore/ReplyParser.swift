@@ -15,11 +15,11 @@
 public struct ReplyParser: Sendable {
     /// Bounds that stop a hostile or broken server from making the client buffer without end.
     public struct Limits: Sendable, Hashable {
-        /// The longest line accepted, in octets without the line ending. RFC 5321 section 4.5.3.1.5
+        /// The maximum line length, in octets without the line ending. RFC 5321 section 4.5.3.1.5
         /// sets 512 octets with the ending, but real servers exceed it, so the default is 4,096.
         public var maxLineLength: Int
 
-        /// The most lines accepted in one reply. The default of 1,000 is far above the longest
+        /// The maximum number of lines in one reply. The default of 1,000 is far above the longest
         /// EHLO replies and greeting banners seen in practice.
         public var maxLinesPerReply: Int
 
@@ -137,7 +137,7 @@ public struct ReplyParser: Sendable {
         scalar != "\t" && (scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value))
     }
 
-    /// A reply that cannot be read. The session must end, because the client no longer knows which
+    /// A reply that cannot be read. The session must end, because the client can no longer tell which
     /// command a later reply belongs to.
     public enum Error: Swift.Error, Sendable, Hashable, CustomStringConvertible {
         case malformedLine(String)

@@ -50,7 +50,7 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
         case connectionFailed(String)
         /// TLS was required but the server did not offer STARTTLS or refused it. The text names which.
         case tlsUnavailable(String)
-        /// The TLS handshake failed, or the server's certificate was not trusted; the text says why.
+        /// The TLS handshake failed, or the server's certificate was not trusted. The text gives the reason.
         case tlsFailed(String)
         /// AUTH cannot be attempted: no usable mechanism, or the connection is not encrypted.
         case authenticationUnavailable(String)
@@ -64,8 +64,8 @@ public struct SMTPError: Error, Sendable, Hashable, CustomStringConvertible {
     public let kind: Kind
     /// The server's reply, when the failure is a reply.
     public let reply: SMTPReply?
-    /// Whether the same message may succeed later: true for 4xx replies, lost connections and timeouts;
-    /// false for 5xx replies and for problems with the message or its addresses.
+    /// Whether the same message may succeed later. It is true for 4xx replies, lost connections and
+    /// timeouts, and false for 5xx replies and for problems with the message or its addresses.
     public let isTemporary: Bool
     /// The outcome for each recipient, when the failure happened after RCPT.
     public let recipientResults: [RecipientResult]

@@ -104,7 +104,7 @@ struct PostfixEndToEndTests {
     }
 }
 
-/// What Postfix stores for a message sent by `outbox send`, with CRLF line endings restored.
+/// Returns what Postfix stores for a message sent by `outbox send`, with CRLF line endings restored.
 private func expectedDelivery(of input: [UInt8]) throws -> [UInt8] {
     var normalized: [UInt8] = []
     var index = 0

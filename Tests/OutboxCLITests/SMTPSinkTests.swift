@@ -5,7 +5,7 @@ import Testing
 
 private let message = "From: sender@example.test\nTo: rcpt@example.test\nSubject: sink\n\nbody\n"
 
-/// `outbox send` against Postfix's smtp-sink told to fail at a chosen command.
+/// `outbox send` against Postfix's smtp-sink set to fail at a chosen command.
 @Suite(.enabled(if: SMTPSink.isAvailable, Comment(rawValue: SMTPSink.skipComment)), .timeLimit(.minutes(1)))
 struct SMTPSinkTests {
     private func send(to sink: SMTPSink, _ extra: [String] = []) async throws -> CommandOutput {

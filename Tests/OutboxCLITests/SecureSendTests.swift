@@ -16,7 +16,7 @@ private func passwordFile() throws -> URL {
     return url
 }
 
-/// The forms in which a leaked password could appear in a transcript.
+/// Returns the forms in which a leaked password could appear in a transcript.
 private func secretForms() -> [String] {
     let plain = Data("\0\(user)\0\(password)".utf8).base64EncodedString()
     var forms = [password, plain, Data(password.utf8).base64EncodedString()]

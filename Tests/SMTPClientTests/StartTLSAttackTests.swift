@@ -22,7 +22,7 @@ private func expectNothingSent(after server: ScriptedServer) throws {
     #expect(!record.receivedBytes.contains(0x16), "a TLS handshake record was sent")
 }
 
-/// A man in the middle who strips or answers STARTTLS must not get credentials or mail.
+/// A man in the middle who strips or rejects STARTTLS must not get credentials or mail.
 @Suite(.timeLimit(.minutes(1)))
 struct StartTLSAttackTests {
     @Test func strippedOfferStopsSession() async throws {

@@ -30,14 +30,15 @@ private func decode(_ data: [UInt8]) -> [UInt8] {
     return result
 }
 
-/// Splits CRLF-terminated data into lines, asserting that no CR or LF stands alone.
+/// Splits CRLF-terminated data into lines, asserting that every CR is followed by LF and no LF is alone.
 private func split(_ data: [UInt8]) -> [[UInt8]] {
     var lines: [[UInt8]] = []
     var current: [UInt8] = []
     var index = 0
     while index < data.count {
         if data[index] == 13 {
-            #expect(index + 1 < data.count && data[index + 1] == 10, "bare CR at \(index)")
+            #expect(index + 1 < data.count, "CR at the end of the data, at \(index)")
+            #expect(index + 1 >= data.count || data[index + 1] == 10, "bare CR at \(index)")
             lines.append(current)
             current = []
             index += 2

@@ -21,7 +21,7 @@ final class CaptureServer: Sendable {
         var limits = CaptureSession.Limits()
         /// The maximum number of connections served at once. A connection beyond it gets 421 and is closed.
         ///
-        /// NOTE: each session holds the message it receives in memory, so with the defaults the worst
+        /// NOTE: each session keeps the message it receives in memory, so with the defaults the worst
         /// case is 32 sessions of 25 MiB each, about 800 MiB.
         var maxConnections = 32
         /// The maximum wait for the client's next bytes, and for the client to take a reply. RFC 5321
@@ -69,7 +69,7 @@ final class CaptureServer: Sendable {
     let port: UInt16
     private let listener: Int32
     /// A pipe that becomes readable for good when the server stops or begins draining, so that the accept
-    /// thread's poll(2) wakes up. Each of the two events writes it at most once, and nothing reads it.
+    /// thread's poll(2) wakes up. Stopping and draining write one byte each, and nothing reads it.
     private let stopAcceptingSignal: SignalPipe
     /// The signal shared by every connection. Cancelling it wakes each blocked read or write, when the
     /// server stops or when the drain deadline passes.
@@ -97,7 +97,7 @@ final class CaptureServer: Sendable {
         do {
             cancellation = try CancellationSignal()
         } catch {
-            // CancellationSignal fails only when eventfd(2) fails.
+            // CancellationSignal fails only when eventfd(2) is missing or fails.
             if case .systemCallFailed(let call, let errorNumber, _) = error as? TransportError {
                 throw SystemCallError(call, errorNumber)
             }
