@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "SMTPCore", targets: ["SMTPCore"]),
         .library(name: "SMTPClient", targets: ["SMTPClient"]),
         .library(name: "MailMessage", targets: ["MailMessage"]),
+        .library(name: "MailStore", targets: ["MailStore"]),
     ],
     targets: [
         // The SMTP protocol without I/O: commands, replies, capabilities, the client state machine
@@ -17,10 +18,16 @@ let package = Package(
         .target(name: "MailMessage"),
         // Sockets, timeouts and the driver that runs the SMTPCore state machine over a connection.
         .target(name: "SMTPClient", dependencies: ["SMTPCore", "COpenSSL"]),
+        // The message store: folders, the SQLite index, leases and crash recovery.
+        .target(name: "MailStore", dependencies: ["CSQLite"]),
+        // The sender service: flushes the store's Outbox through SMTP connections, with the retry policy.
+        .target(name: "Outbox", dependencies: ["MailStore", "SMTPClient", "SMTPCore"]),
+        // SQLite from Debian's libsqlite3-dev, for the store's index.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // OpenSSL from Debian's libssl-dev, for TLS and the hashes that SASL mechanisms need.
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // The `outbox` commands as a library, so that they can be tested without spawning processes.
-        .target(name: "OutboxCLI", dependencies: ["SMTPCore", "SMTPClient", "MailMessage"]),
+        .target(name: "OutboxCLI", dependencies: ["SMTPCore", "SMTPClient", "MailMessage", "MailStore", "Outbox"]),
         .executableTarget(name: "outbox", dependencies: ["OutboxCLI"]),
         .executableTarget(name: "outbox-benchmark", dependencies: ["SMTPCore", "SMTPClient"], path: "Benchmarks/Sources"),
 
@@ -29,6 +36,7 @@ let package = Package(
 
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "MailMessageTests", dependencies: ["MailMessage"]),
+        .testTarget(name: "MailStoreTests", dependencies: ["MailStore"]),
         .testTarget(name: "SMTPClientTests", dependencies: ["SMTPClient", "SMTPCore", "OutboxTestSupport"]),
         .testTarget(
             name: "OutboxCLITests",

@@ -227,7 +227,7 @@ enum ConnectionOptions {
         }
     }
 
-    private static func seconds(_ options: ArgumentParser.Result, _ name: String, command: String) throws -> Duration? {
+    static func seconds(_ options: ArgumentParser.Result, _ name: String, command: String) throws -> Duration? {
         guard let text = options.value(name) else { return nil }
         // The upper bound, about 115 days, keeps the conversion to milliseconds from overflowing.
         guard let value = Double(text), value > 0, value <= 10_000_000 else {

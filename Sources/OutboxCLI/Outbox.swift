@@ -11,6 +11,7 @@ public enum OutboxCommand {
 
         Commands:
           send      Send a message read from standard input or a file, as sendmail does.
+          queue     List, send and manage the messages in the message store.
           capture   Run a local SMTP server that saves every message it receives to a Maildir.
           check     Connect to a server and show its extensions, TLS certificate and login
                     result, without sending mail.
@@ -36,6 +37,8 @@ public enum OutboxCommand {
         switch command {
         case "send":
             return await SendCommand.run(rest, console: console).rawValue
+        case "queue":
+            return await QueueCommand.run(rest, console: console).rawValue
         case "capture":
             return await CaptureCommand.run(rest, console: console).rawValue
         case "check":
@@ -46,6 +49,8 @@ public enum OutboxCommand {
                 console.print(usage)
             case "send":
                 console.print(SendCommand.help)
+            case "queue":
+                console.print(QueueCommand.help)
             case "capture":
                 console.print(CaptureCommand.help)
             case "check":

@@ -8,6 +8,9 @@ import SMTPCore
 struct PreparedMessage {
     let message: OutgoingMessage
     let envelope: Envelope
+    /// The Message-ID and Subject fields, unfolded, for the message store's listing.
+    let messageID: String?
+    let subject: String?
 
     /// The maximum size of the header section read to find the envelope, 1 MiB. Real header sections are a few KiB;
     /// the limit stops a hostile input from filling memory.
@@ -17,6 +20,8 @@ struct PreparedMessage {
         let (header, headerBytes) = try Self.readHeader(spool)
         try Self.rejectBareCR(in: headerBytes[..<header.bodyOffset])
 
+        messageID = Self.text(of: "Message-ID", in: header)
+        subject = Self.text(of: "Subject", in: header)
         let sender = try Self.sender(options: options, header: header)
         let recipients = try Self.recipients(options: options, header: header)
         guard !recipients.isEmpty else {
@@ -70,6 +75,13 @@ struct PreparedMessage {
             throw SendCommand.Failure(
                 message: "The message's header section is larger than \(maxHeaderSize) octets, or invalid: \(error)",
                 exitCode: .dataError)
+        }
+    }
+
+    /// The first field with this name, unfolded and trimmed, as text for display.
+    private static func text(of name: String, in header: HeaderSection) -> String? {
+        header.fields(named: name).first.map {
+            String(decoding: $0.unfoldedValue, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
     }
 

@@ -22,12 +22,21 @@ enum SendCommand {
                              as with sendmail.
           -f ADDRESS         The envelope sender (MAIL FROM). "<>" sends with a null sender.
           --file PATH        Read the message from PATH instead of standard input.
+          --queue            Store the message in the outbox first, then try to send it.
+                             After a temporary failure it stays queued, to be sent by
+                             'outbox queue flush' or with the next message that gets
+                             through, and the exit status is 0.
+          --queue-only       Store the message in the outbox without trying to send it.
+          --hold             Store the message in the outbox, held until
+                             'outbox queue release ID'.
           -v, --verbose      Print the server's reply for every recipient.
           --debug            Print the SMTP conversation to standard error, with
                              credentials redacted.
           -h, --help         Show this help.
 
         \(ConnectionOptions.help)
+
+        \(StoreOptions.help)
 
         Exit status: 0 when every recipient was accepted; 75 (EX_TEMPFAIL) after a
         temporary failure; 67 (EX_NOUSER) when a recipient was rejected; 77 (EX_NOPERM)
@@ -43,8 +52,11 @@ enum SendCommand {
         .init(names: ["--file"], takesValue: true),
         .init(names: ["-v", "--verbose"], takesValue: false),
         .init(names: ["--debug"], takesValue: false),
+        .init(names: ["--queue"], takesValue: false),
+        .init(names: ["--queue-only"], takesValue: false),
+        .init(names: ["--hold"], takesValue: false),
         .init(names: ["-h", "--help"], takesValue: false),
-    ] + ConnectionOptions.options)
+    ] + ConnectionOptions.options + StoreOptions.options)
 
     /// A failure that ends the command with a message and an exit status.
     struct Failure: Error {
@@ -82,6 +94,11 @@ enum SendCommand {
         var transcript: TranscriptHandler?
         if options.flag("--debug") {
             transcript = { @Sendable line in console.writeError("\(line)\n") }
+        }
+        if let mode = try queueMode(options) {
+            return try await QueuedSend(
+                options: options, configuration: configuration, transcript: transcript, console: console
+            ).run(prepared, mode: mode)
         }
         let result: TransactionResult
         do {
@@ -136,6 +153,22 @@ enum SendCommand {
             console.printError("  <\(recipient.address)>: \(recipient.reply)")
         }
         return rejected.allSatisfy { $0.reply.isTransientNegative } ? .temporaryFailure : .noUser
+    }
+
+    private static func queueMode(_ options: ArgumentParser.Result) throws -> QueuedSend.Mode? {
+        let chosen: [QueuedSend.Mode] = [
+            options.flag("--queue") ? .now : nil, options.flag("--queue-only") ? .later : nil,
+            options.flag("--hold") ? .held : nil,
+        ].compactMap { $0 }
+        guard chosen.count <= 1 else {
+            throw UsageError("Choose one of --queue, --queue-only and --hold.", command: "send")
+        }
+        let storeOptionGiven = StoreOptions.options.contains { options.value($0.key) != nil }
+        if chosen.isEmpty, storeOptionGiven {
+            throw UsageError(
+                "--store and the retry options need --queue, --queue-only or --hold.", command: "send")
+        }
+        return chosen.first
     }
 
     private static func describe(_ error: SMTPError, configuration: SMTPClientConfiguration) -> String {

@@ -126,10 +126,17 @@ public final class SMTPConnection: @unchecked Sendable {
     /// with the end of the previous message, so a batch costs about one round trip per message. A
     /// message the server rejects does not stop the others. A session failure (a lost connection, a
     /// timeout, 421) fails the message in progress and every later one, since none of those was sent.
-    public func send(_ messages: [(OutgoingMessage, Envelope)]) async -> [Result<TransactionResult, SMTPError>] {
+    ///
+    /// - Parameter onResult: called with each message's place in `messages` and its result as soon as
+    ///   the result is known, before the session goes on, so that the caller can record it durably.
+    ///   It runs on the connection's own queue and must not call the connection.
+    public func send(
+        _ messages: [(OutgoingMessage, Envelope)],
+        onResult: (@Sendable (Int, Result<TransactionResult, SMTPError>) -> Void)? = nil
+    ) async -> [Result<TransactionResult, SMTPError>] {
         guard !messages.isEmpty else { return [] }
         let outcome = try? await perform { driver throws(SMTPError) in
-            driver.send(messages)
+            driver.send(messages, onResult: onResult)
         }
         return outcome ?? messages.map { _ in .failure(SMTPError(phase: .mail, kind: .cancelled, isTemporary: true)) }
     }

@@ -23,6 +23,8 @@ final class SessionDriver: @unchecked Sendable {
         var waiting: ArraySlice<(index: Int, message: OutgoingMessage, envelope: Envelope)>
         var inProgress: [(index: Int, message: OutgoingMessage)] = []
         var results: [Result<TransactionResult, SMTPError>?]
+        /// Called with each message's place in the batch and result as soon as it is known.
+        var onResult: ((Int, Result<TransactionResult, SMTPError>) -> Void)?
 
         var isComplete: Bool { waiting.isEmpty && inProgress.isEmpty }
     }
@@ -110,15 +112,24 @@ final class SessionDriver: @unchecked Sendable {
     /// With PIPELINING, the next message's MAIL, RCPT and DATA go out right after the previous
     /// message's content, so each message costs one round trip. When the session fails, the message in
     /// progress gets the error, and so does every later one, because none of them was sent.
-    func send(_ messages: [(OutgoingMessage, Envelope)]) -> [Result<TransactionResult, SMTPError>] {
+    ///
+    /// - Parameter onResult: called with each message's place in the batch and its result, as soon as
+    ///   the result is known, on the caller's thread.
+    func send(
+        _ messages: [(OutgoingMessage, Envelope)],
+        onResult: ((Int, Result<TransactionResult, SMTPError>) -> Void)? = nil
+    ) -> [Result<TransactionResult, SMTPError>] {
         do {
             try checkIdleConnection()
         } catch {
+            for index in messages.indices {
+                onResult?(index, .failure(error))
+            }
             return messages.map { _ in .failure(error) }
         }
         batch = Batch(
             waiting: messages.enumerated().map { ($0.offset, $0.element.0, $0.element.1) }[...],
-            results: Array(repeating: nil, count: messages.count))
+            results: Array(repeating: nil, count: messages.count), onResult: onResult)
         defer { batch = nil }
         do {
             _ = try run(startWaitingTransactions())
@@ -179,7 +190,7 @@ final class SessionDriver: @unchecked Sendable {
                     }
                 case .transactionCompleted(let result):
                     let finished = batch!.inProgress.removeFirst()
-                    batch!.results[finished.index] = result
+                    complete(finished.index, result)
                     if batch!.isComplete {
                         outcome = .batchCompleted
                     }
@@ -216,7 +227,7 @@ final class SessionDriver: @unchecked Sendable {
                 content: next.message.statistics, deliveryStatus: next.envelope.deliveryStatus)
             let started = session.send(transaction)
             if case .transactionCompleted(let result)? = started.first, started.count == 1 {
-                batch!.results[next.index] = result
+                complete(next.index, result)
                 continue
             }
             batch!.inProgress.append((next.index, next.message))
@@ -228,17 +239,22 @@ final class SessionDriver: @unchecked Sendable {
     /// Gives the session's error to the message in progress, and to the later ones without the
     /// recipient results, which belong to the first.
     private func failRemainingMessages(with error: SMTPError) {
-        guard var current = batch else { return }
+        guard let current = batch else { return }
         let unsent = SMTPError(phase: error.phase, kind: error.kind, reply: error.reply, isTemporary: error.isTemporary)
+        batch!.inProgress = []
+        batch!.waiting = []
         for (position, entry) in current.inProgress.enumerated() {
-            current.results[entry.index] = .failure(position == 0 ? error : unsent)
+            complete(entry.index, .failure(position == 0 ? error : unsent))
         }
         for entry in current.waiting {
-            current.results[entry.index] = .failure(unsent)
+            complete(entry.index, .failure(unsent))
         }
-        current.inProgress = []
-        current.waiting = []
-        batch = current
+    }
+
+    /// Records a message's result and reports it.
+    private func complete(_ index: Int, _ result: Result<TransactionResult, SMTPError>) {
+        batch!.results[index] = result
+        batch!.onResult?(index, result)
     }
 
     /// Performs the handshake of implicit TLS before the greeting (RFC 8314 section 3.3).

@@ -1,0 +1,106 @@
+import Foundation
+import MailStore
+import SMTPCore
+
+/// Turns the result of one attempt into the new state of a stored message: each recipient's state,
+/// the folder, and the time of the next attempt.
+struct DeliveryOutcome {
+    let policy: RetryPolicy
+    let now: Date
+
+    /// The update for `message` after an attempt that sent to the recipients at `attempted`, the
+    /// positions in `message.recipients`, in the order they were given to the server.
+    func update(
+        for message: StoredMessage, attempted: [Int], result: Result<TransactionResult, SMTPError>
+    ) -> DeliveryUpdate {
+        var recipients = message.recipients
+        var outcomeUnknown = false
+        var lastError: String?
+        switch result {
+        case .success(let transaction):
+            for (offset, position) in attempted.enumerated() {
+                let reply = Self.reply(for: recipients[position].address, at: offset, in: transaction.recipients)
+                guard let reply else { continue }
+                if reply.isPositiveCompletion {
+                    recipients[position].state = .delivered
+                    recipients[position].reply = StoredReply(reply)
+                    recipients[position].error = nil
+                } else {
+                    recipients[position].state = reply.isPermanentNegative ? .failed : .deferred
+                    recipients[position].reply = StoredReply(reply)
+                }
+            }
+            let refused = attempted.filter { recipients[$0].state != .delivered }
+            if !refused.isEmpty {
+                lastError = "The server refused \(refused.count) of \(attempted.count) recipients."
+            }
+        case .failure(let error):
+            lastError = error.description
+            outcomeUnknown = Self.isOutcomeUnknown(error)
+            for (offset, position) in attempted.enumerated() {
+                let rcptReply = Self.reply(for: recipients[position].address, at: offset, in: error.recipientResults)
+                if let rcptReply, !rcptReply.isPositiveCompletion {
+                    // Refused at RCPT: the recipient's own reply decides.
+                    recipients[position].state = rcptReply.isPermanentNegative ? .failed : .deferred
+                    recipients[position].reply = StoredReply(rcptReply)
+                    continue
+                }
+                recipients[position].state = error.isTemporary ? .deferred : .failed
+                recipients[position].reply = error.reply.map(StoredReply.init)
+                recipients[position].error = outcomeUnknown
+                    ? "The connection ended before the server confirmed the message, so it may have been delivered: \(error)"
+                    : error.description
+            }
+        }
+
+        var nextAttempt: Date?
+        if recipients.contains(where: { $0.state.isOutstanding }) {
+            if policy.hasExpired(queued: message.queued, now: now) {
+                let days = (policy.maximumAge / 86400 * 10).rounded() / 10
+                for position in recipients.indices where recipients[position].state.isOutstanding {
+                    recipients[position].state = .failed
+                    recipients[position].error = "Gave up after \(days) days in the outbox. "
+                        + "Last error: \(recipients[position].error ?? recipients[position].reply?.description ?? "none")"
+                }
+                lastError = "Gave up after \(days) days in the outbox. Last error: \(lastError ?? "none")"
+            } else {
+                nextAttempt = now.addingTimeInterval(policy.delay(afterAttempts: message.attempts + 1))
+            }
+        }
+        let folder: Folder
+        if recipients.contains(where: { $0.state.isOutstanding }) {
+            folder = .outbox
+        } else if recipients.contains(where: { $0.state == .failed }) {
+            folder = .failed
+        } else {
+            folder = .sent
+        }
+        return DeliveryUpdate(
+            recipients: recipients, folder: folder, nextAttempt: nextAttempt, lastError: lastError,
+            outcomeUnknown: outcomeUnknown)
+    }
+
+    /// Whether the message may have been delivered although no reply confirmed it: the connection
+    /// ended, timed out or was cancelled after the final "." and before the reply to it.
+    static func isOutcomeUnknown(_ error: SMTPError) -> Bool {
+        guard error.phase == .endOfData else { return false }
+        switch error.kind {
+        case .connectionClosed, .timedOut, .cancelled: return true
+        default: return false
+        }
+    }
+
+    /// The reply to the RCPT of the recipient at `offset`, matched by position and checked by address.
+    private static func reply(for address: String, at offset: Int, in results: [RecipientResult]) -> SMTPReply? {
+        if offset < results.count, results[offset].address == address {
+            return results[offset].reply
+        }
+        return results.first { $0.address == address }?.reply
+    }
+}
+
+extension StoredReply {
+    init(_ reply: SMTPReply) {
+        self.init(code: reply.code, text: reply.lines.joined(separator: " "))
+    }
+}

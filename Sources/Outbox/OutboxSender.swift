@@ -1,0 +1,289 @@
+import Foundation
+import MailStore
+import SMTPClient
+import SMTPCore
+import Synchronization
+
+/// Sends the messages waiting in a store's Outbox, and records each outcome in the store.
+///
+/// A flush groups the due messages by route (one server and account), opens up to
+/// `connectionsPerServer` connections to each, and sends the messages over them in batches, reusing
+/// each connection and its login. Each message's result is recorded as soon as the server replies
+/// to it, so that a crash loses at most the outcome of the messages whose reply was in flight; those
+/// are sent again, never lost.
+///
+/// When a server accepts a message, its other deferred messages are due at once: the server is back,
+/// so they need not wait out their backoff.
+public final class OutboxSender: Sendable {
+    /// Settings of the sender.
+    public struct Configuration: Sendable {
+        /// The most connections open at once to one server. Default: 4.
+        public var connectionsPerServer: Int
+        /// How many messages a connection claims from the store at a time. Default: 20.
+        public var batchSize: Int
+        /// When to retry and when to give up.
+        public var retryPolicy: RetryPolicy
+        /// How long a claim on a message lasts without being renewed. Default: 10 minutes.
+        public var leaseDuration: TimeInterval
+
+        public init(
+            connectionsPerServer: Int = 4, batchSize: Int = 20, retryPolicy: RetryPolicy = RetryPolicy(),
+            leaseDuration: TimeInterval = 600
+        ) {
+            self.connectionsPerServer = max(1, connectionsPerServer)
+            self.batchSize = max(1, batchSize)
+            self.retryPolicy = retryPolicy
+            self.leaseDuration = leaseDuration
+        }
+    }
+
+    /// Turns a message's stored account text into the configuration for connecting to its server,
+    /// reading any password it needs.
+    public typealias AccountResolver = @Sendable (_ account: String) throws -> SMTPClientConfiguration
+
+    public let store: MailStore
+    public let configuration: Configuration
+    private let resolveAccount: AccountResolver
+    private let transcript: TranscriptHandler?
+    private let owner = MailStore.makeLeaseOwner()
+
+    public init(
+        store: MailStore, configuration: Configuration = Configuration(), transcript: TranscriptHandler? = nil,
+        resolveAccount: @escaping AccountResolver
+    ) {
+        self.store = store
+        self.configuration = configuration
+        self.transcript = transcript
+        self.resolveAccount = resolveAccount
+    }
+
+    /// Sends every message due in the Outbox, or only those for `route`, and returns what happened.
+    ///
+    /// - Parameters:
+    ///   - expedite: also send deferred messages whose next attempt is still to come.
+    ///   - progress: called after each step with the counts so far.
+    public func flush(
+        route: String? = nil, expedite: Bool = false, progress: (@Sendable (FlushProgress) -> Void)? = nil
+    ) async throws(StoreError) -> FlushReport {
+        if expedite {
+            try store.expediteRoute(route)
+        }
+        let routes: [String]
+        if let route {
+            routes = [route]
+        } else {
+            routes = try store.dueRoutes().due
+        }
+        let summary = try store.dueSummary(route: route)
+        let tracker = ProgressTracker(total: summary.count, bytesTotal: summary.bytes, report: progress)
+        await withTaskGroup(of: Void.self) { group in
+            for route in routes {
+                group.addTask {
+                    await self.flushRoute(route, first: nil, tracker: tracker)
+                }
+            }
+        }
+        return tracker.finish()
+    }
+
+    /// Sends one stored message now, as `outbox send` does in its immediate mode, and then the other
+    /// messages due for the same server over the same connection. Returns the message as stored
+    /// afterwards: in Sent, in Failed, or still in the Outbox after a temporary failure.
+    public func sendNow(
+        _ id: String, progress: (@Sendable (FlushProgress) -> Void)? = nil
+    ) async throws(StoreError) -> (message: StoredMessage, report: FlushReport) {
+        guard let message = try store.message(id: id) else { throw StoreError.noSuchMessage(id) }
+        let tracker = ProgressTracker(total: 1, bytesTotal: message.size, report: progress)
+        await flushRoute(message.route, first: id, tracker: tracker)
+        guard let updated = try store.message(id: id) else { throw StoreError.noSuchMessage(id) }
+        return (updated, tracker.finish())
+    }
+
+    // MARK: - Routes and connections
+
+    /// Runs the connections of one route. With `first`, one connection starts with that message,
+    /// and more connections open only once the server has accepted it.
+    private func flushRoute(_ route: String, first: String?, tracker: ProgressTracker) async {
+        let state = RouteState()
+        if let first {
+            await runConnection(route: route, first: first, state: state, tracker: tracker)
+            guard state.serverAccepted, !state.isDown else { return }
+            tracker.addToTotal(try? store.dueSummary(route: route))
+        }
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<configuration.connectionsPerServer {
+                group.addTask {
+                    await self.runConnection(route: route, first: nil, state: state, tracker: tracker)
+                }
+            }
+        }
+    }
+
+    /// One connection's loop: claim a batch, connect if needed, send it, record each result, repeat
+    /// until nothing is due or the server is down.
+    private func runConnection(route: String, first: String?, state: RouteState, tracker: ProgressTracker) async {
+        var connection: SMTPConnection?
+        var connectedAccount: String?
+        var onlyFirst = first
+        loop: while !Task.isCancelled, !state.isDown {
+            let batch: [StoredMessage]
+            do {
+                if let id = onlyFirst {
+                    batch = try store.claim(
+                        owner: owner, ids: [id], limit: 1, ignoringBackoff: true,
+                        leaseDuration: configuration.leaseDuration)
+                    onlyFirst = nil
+                } else {
+                    batch = try store.claim(
+                        owner: owner, route: route, limit: configuration.batchSize,
+                        leaseDuration: configuration.leaseDuration)
+                }
+            } catch {
+                tracker.noteError("Claiming messages for \(Self.server(route)) failed: \(error)")
+                break
+            }
+            guard let account = batch.first?.account else { break }
+
+            let prepared = prepare(batch, tracker: tracker)
+            guard !prepared.isEmpty else { continue }
+
+            if connection == nil || !(connection?.isOpen ?? false) || connectedAccount != account {
+                if let old = connection {
+                    await old.quit()
+                }
+                connection = nil
+                tracker.setActivity(.connecting(route: route))
+                do {
+                    let smtpConfiguration = try resolveAccount(account)
+                    connection = try await SMTPConnection.open(smtpConfiguration, transcript: transcript)
+                    connectedAccount = account
+                } catch let error as SMTPError {
+                    state.markDown()
+                    for item in prepared {
+                        record(item, .failure(error), tracker: tracker)
+                    }
+                    break loop
+                } catch {
+                    // The account cannot be used (a password command failed, say): the messages stay as
+                    // they were, and the error is reported.
+                    state.markDown()
+                    tracker.noteError("\(Self.server(route)): \(error)")
+                    try? store.releaseLeases(prepared.map(\.message.id), owner: owner)
+                    break loop
+                }
+            }
+            guard let open = connection else { break }
+            tracker.setActivity(.sending(route: route))
+            let items = prepared
+            let results = await open.send(items.map { ($0.outgoing, $0.envelope) }) { index, result in
+                self.record(items[index], result, tracker: tracker)
+                if case .success(let transaction) = result, !transaction.accepted.isEmpty {
+                    self.serverAccepted(route: route, state: state)
+                }
+            }
+            if !open.isOpen {
+                connection = nil
+                // A session that failed before any message of the batch got through means the server
+                // is not taking mail now; the other connections stop too.
+                let anySuccess = results.contains { if case .success = $0 { true } else { false } }
+                if !anySuccess { state.markDown() }
+            }
+        }
+        if let connection {
+            tracker.setActivity(.quitting(route: route))
+            await connection.quit()
+        }
+    }
+
+    /// Called when the server accepts a message: the first time, the route's deferred messages
+    /// become due at once.
+    private func serverAccepted(route: String, state: RouteState) {
+        guard state.markAccepted() else { return }
+        _ = try? store.expediteRoute(route)
+    }
+
+    // MARK: - Messages
+
+    private struct PreparedItem: @unchecked Sendable {
+        let message: StoredMessage
+        let attempted: [Int]
+        let outgoing: OutgoingMessage
+        let envelope: Envelope
+    }
+
+    /// Makes the outgoing message and envelope of each claimed message. A message whose content
+    /// cannot be read or sent fails at once, since no retry can mend it.
+    private func prepare(_ batch: [StoredMessage], tracker: ProgressTracker) -> [PreparedItem] {
+        var items: [PreparedItem] = []
+        for message in batch {
+            let attempted = message.recipients.indices.filter { message.recipients[$0].state.isOutstanding }
+            let envelope = Envelope(
+                sender: message.sender,
+                recipients: attempted.map { Recipient(message.recipients[$0].address) })
+            do {
+                let outgoing = try OutgoingMessage(content: FileMessageContent(url: store.contentURL(id: message.id)))
+                items.append(PreparedItem(message: message, attempted: attempted, outgoing: outgoing, envelope: envelope))
+            } catch {
+                let reason = (error as? DataEncodingError).map { SMTPError.Kind.invalidMessage($0) }
+                    ?? .protocolViolation("the content file \(store.contentURL(id: message.id).path) cannot be read: \(error)")
+                let failure = SMTPError(phase: .mail, kind: reason, isTemporary: false)
+                let update = DeliveryOutcome(policy: configuration.retryPolicy, now: Date())
+                    .update(for: message, attempted: attempted, result: .failure(failure))
+                commit(message, update, tracker: tracker)
+            }
+        }
+        return items
+    }
+
+    /// Records one message's result. A cancelled attempt that did not reach the end of the data
+    /// leaves the message as it was.
+    private func record(_ item: PreparedItem, _ result: Result<TransactionResult, SMTPError>, tracker: ProgressTracker) {
+        if case .failure(let error) = result, error.kind == .cancelled, !DeliveryOutcome.isOutcomeUnknown(error) {
+            try? store.releaseLeases([item.message.id], owner: owner)
+            tracker.messageReleased(item.message)
+            return
+        }
+        let update = DeliveryOutcome(policy: configuration.retryPolicy, now: Date())
+            .update(for: item.message, attempted: item.attempted, result: result)
+        commit(item.message, update, tracker: tracker)
+    }
+
+    private func commit(_ message: StoredMessage, _ update: DeliveryUpdate, tracker: ProgressTracker) {
+        do {
+            try store.record(message.id, owner: owner, update)
+            tracker.messageFinished(message, update: update)
+        } catch {
+            tracker.noteError("Recording the outcome of message \(message.id) failed: \(error)")
+        }
+    }
+
+    /// The server part of a route (`host:port`), for messages to people.
+    public static func server(_ route: String) -> String {
+        route.split(separator: "#", maxSplits: 1).first.map(String.init) ?? route
+    }
+}
+
+/// What the connections of one route share during a flush.
+private final class RouteState: Sendable {
+    private struct Flags {
+        var down = false
+        var accepted = false
+    }
+
+    private let flags = Mutex(Flags())
+
+    var isDown: Bool { flags.withLock { $0.down } }
+    var serverAccepted: Bool { flags.withLock { $0.accepted } }
+
+    func markDown() {
+        flags.withLock { $0.down = true }
+    }
+
+    /// Returns true the first time only.
+    func markAccepted() -> Bool {
+        flags.withLock { flags in
+            defer { flags.accepted = true }
+            return !flags.accepted
+        }
+    }
+}

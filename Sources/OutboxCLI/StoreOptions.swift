@@ -1,0 +1,125 @@
+import Foundation
+import MailStore
+import Outbox
+import SMTPClient
+
+/// The options that choose the message store and the retry policy, shared by `outbox send` and
+/// `outbox queue`, and the way a message's server options are kept in the store.
+enum StoreOptions {
+    static let options: [ArgumentParser.Option] = [
+        .init(names: ["--store"], takesValue: true),
+        .init(names: ["--retry-delay"], takesValue: true),
+        .init(names: ["--retry-max-delay"], takesValue: true),
+        .init(names: ["--max-queue-time"], takesValue: true),
+    ]
+
+    static let help = """
+        Message store:
+          --store PATH       The store's folder. Default: $OUTBOX_STORE, else
+                             $XDG_DATA_HOME/outbox, else ~/.local/share/outbox.
+          --retry-delay SECONDS
+                             The wait after a first temporary failure; it doubles with
+                             each attempt. Default: 300.
+          --retry-max-delay SECONDS
+                             The longest wait between attempts. Default: 3600.
+          --max-queue-time SECONDS
+                             Give up on a message that is still undelivered this long
+                             after it was queued. Default: 432000 (5 days).
+        """
+
+    /// Opens the store that the options or the environment name.
+    static func openStore(_ options: ArgumentParser.Result, environment: [String: String]) throws -> MailStore {
+        let url: URL
+        if let path = options.value("--store") ?? environment["OUTBOX_STORE"], !path.isEmpty {
+            url = URL(fileURLWithPath: path)
+        } else {
+            url = MailStore.defaultURL(environment: environment)
+        }
+        do {
+            return try MailStore(url: url)
+        } catch {
+            throw SendCommand.Failure(message: "Opening the message store failed: \(error)", exitCode: ExitCode(error))
+        }
+    }
+
+    /// The retry policy, from the defaults and the options.
+    static func retryPolicy(_ options: ArgumentParser.Result, command: String) throws -> RetryPolicy {
+        var policy = RetryPolicy()
+        if let value = try ConnectionOptions.seconds(options, "--retry-delay", command: command) {
+            policy.initialDelay = Self.timeInterval(value)
+        }
+        if let value = try ConnectionOptions.seconds(options, "--retry-max-delay", command: command) {
+            policy.maximumDelay = Self.timeInterval(value)
+        }
+        if let value = try ConnectionOptions.seconds(options, "--max-queue-time", command: command) {
+            policy.maximumAge = Self.timeInterval(value)
+        }
+        return policy
+    }
+
+    private static func timeInterval(_ duration: Duration) -> TimeInterval {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    // MARK: - Accounts
+
+    /// The server options of a command line as the account text kept with each queued message: a
+    /// JSON object of option names and values. It holds where a password comes from, never the
+    /// password.
+    static func account(_ options: ArgumentParser.Result) -> String {
+        var chosen: [String: String] = [:]
+        for option in ConnectionOptions.options {
+            if let value = options.value(option.key) {
+                chosen[option.key] = value
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? encoder.encode(chosen)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    /// The route of a message: its server, followed by a hash of the whole account, so that messages
+    /// share a connection only when they share every server option.
+    static func route(account: String, configuration: SMTPClientConfiguration) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in account.utf8 {
+            hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+        return "\(host):\(configuration.port)#\(String(hash, radix: 16))"
+    }
+
+    /// Turns an account text back into the client configuration, reading the password from its
+    /// source at that moment.
+    static func resolver(
+        environment: [String: String], warn: @escaping @Sendable (String) -> Void
+    ) -> OutboxSender.AccountResolver {
+        { account in
+            let decoded = (try? JSONDecoder().decode([String: String].self, from: Data(account.utf8))) ?? [:]
+            var arguments: [String] = []
+            for (key, value) in decoded.sorted(by: { $0.key < $1.key }) {
+                guard let option = ConnectionOptions.options.first(where: { $0.key == key }) else { continue }
+                arguments.append(key)
+                if option.takesValue {
+                    arguments.append(value)
+                }
+            }
+            let parsed = try ArgumentParser(command: "queue", options: ConnectionOptions.options).parse(arguments)
+            return try ConnectionOptions.configuration(parsed, command: "queue", environment: environment, warn: warn)
+        }
+    }
+}
+
+extension ExitCode {
+    /// The status for a store failure.
+    init(_ error: StoreError) {
+        switch error {
+        case .diskFull, .file: self = .ioError
+        case .busy: self = .temporaryFailure
+        case .database: self = .software
+        case .unsafePermissions: self = .configuration
+        case .noSuchMessage: self = .noInput
+        case .invalidState: self = .dataError
+        }
+    }
+}
