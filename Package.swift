@@ -37,6 +37,7 @@ let package = Package(
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "MailMessageTests", dependencies: ["MailMessage"]),
         .testTarget(name: "MailStoreTests", dependencies: ["MailStore"]),
+        .testTarget(name: "OutboxTests", dependencies: ["Outbox", "MailStore", "SMTPClient", "OutboxTestSupport"]),
         .testTarget(name: "SMTPClientTests", dependencies: ["SMTPClient", "SMTPCore", "OutboxTestSupport"]),
         .testTarget(
             name: "OutboxCLITests",

@@ -213,15 +213,20 @@ extension MailStore {
 
     /// Makes every deferred message for `route`, or for every route when nil, due at once, as when
     /// its server has just accepted a message again. Returns how many there were.
+    ///
+    /// - Parameter deferredBefore: only messages last changed before this time, so that a flush does
+    ///   not pull in again the messages it has just deferred itself.
     @discardableResult
-    public func expediteRoute(_ route: String?, now: Date = Date()) throws(StoreError) -> Int {
+    public func expediteRoute(
+        _ route: String?, deferredBefore: Date = .distantFuture, now: Date = Date()
+    ) throws(StoreError) -> Int {
         try withLock { () throws(StoreError) in
             try index.query(
                 """
                 UPDATE messages SET next_attempt = ? WHERE folder = 'outbox' AND held = 0
-                    AND (? IS NULL OR route = ?) AND next_attempt > ?
+                    AND (? IS NULL OR route = ?) AND next_attempt > ? AND updated < ?
                 """,
-                [.init(now), .init(route), .init(route), .init(now)])
+                [.init(now), .init(route), .init(route), .init(now), .init(deferredBefore)])
             return index.changes
         }
     }

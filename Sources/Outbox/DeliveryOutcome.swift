@@ -101,6 +101,7 @@ struct DeliveryOutcome {
 
 extension StoredReply {
     init(_ reply: SMTPReply) {
-        self.init(code: reply.code, text: reply.lines.joined(separator: " "))
+        // The description starts with the code, which StoredReply keeps apart.
+        self.init(code: reply.code, text: String(reply.description.dropFirst(4)))
     }
 }

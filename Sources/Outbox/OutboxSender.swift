@@ -104,7 +104,7 @@ public final class OutboxSender: Sendable {
     /// Runs the connections of one route. With `first`, one connection starts with that message,
     /// and more connections open only once the server has accepted it.
     private func flushRoute(_ route: String, first: String?, tracker: ProgressTracker) async {
-        let state = RouteState()
+        let state = RouteState(started: Date())
         if let first {
             await runConnection(route: route, first: first, state: state, tracker: tracker)
             guard state.serverAccepted, !state.isDown else { return }
@@ -199,7 +199,7 @@ public final class OutboxSender: Sendable {
     /// become due at once.
     private func serverAccepted(route: String, state: RouteState) {
         guard state.markAccepted() else { return }
-        _ = try? store.expediteRoute(route)
+        _ = try? store.expediteRoute(route, deferredBefore: state.started)
     }
 
     // MARK: - Messages
@@ -271,6 +271,12 @@ private final class RouteState: Sendable {
     }
 
     private let flags = Mutex(Flags())
+    /// When the flush of the route started.
+    let started: Date
+
+    init(started: Date) {
+        self.started = started
+    }
 
     var isDown: Bool { flags.withLock { $0.down } }
     var serverAccepted: Bool { flags.withLock { $0.accepted } }

@@ -1,0 +1,253 @@
+import Foundation
+import MailStore
+import OutboxTestSupport
+import SMTPClient
+import Synchronization
+import Testing
+@testable import Outbox
+
+/// A store in a new temporary folder, removed when the test ends.
+final class SenderFixture {
+    let folder: URL
+    let store: MailStore
+
+    init() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-sender-\(UUID().uuidString)")
+        store = try MailStore(url: folder)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Queues a message for the server on `port` and returns its id.
+    @discardableResult
+    func queue(_ recipients: [String] = ["rcpt@example.org"], port: UInt16, marker: String = UUID().uuidString) throws -> String {
+        let content = "From: sender@example.org\r\nTo: \(recipients.joined(separator: ", "))\r\n"
+            + "Message-ID: <\(marker)@example.org>\r\nSubject: test\r\n\r\nmarker \(marker)\r\n"
+        return try store.add(
+            NewMessage(
+                sender: "sender@example.org", recipients: recipients.map { StoredRecipient(address: $0) },
+                account: "\(port)", route: "127.0.0.1:\(port)", messageID: "<\(marker)@example.org>"),
+            content: Array(content.utf8)
+        ).id
+    }
+
+    /// A sender whose accounts are the port numbers of loopback servers.
+    func sender(
+        connections: Int = 1, policy: RetryPolicy = RetryPolicy(), timeout: Duration = .seconds(5)
+    ) -> OutboxSender {
+        OutboxSender(
+            store: store, configuration: .init(connectionsPerServer: connections, retryPolicy: policy)
+        ) { account in
+            var configuration = SMTPClientConfiguration(host: "127.0.0.1", port: UInt16(account)!)
+            configuration.timeouts = .init(all: timeout)
+            configuration.clientName = "client.test"
+            return configuration
+        }
+    }
+
+    func message(_ id: String) throws -> StoredMessage {
+        try #require(try store.message(id: id))
+    }
+}
+
+/// A loopback port with no server behind it.
+func closedPort() throws -> UInt16 {
+    let server = try ScriptedServer(script: [.close])
+    let port = server.port
+    server.stop()
+    return port
+}
+
+@Suite(.serialized) struct OutboxSenderTests {
+    @Test func flushSendsEveryMessageOverOneConnectionAndMovesThemToSent() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(esmtp: .init())
+        let ids = try (0..<30).map { _ in try fixture.queue(port: server.port) }
+
+        let report = try await fixture.sender().flush()
+
+        #expect(Set(report.sent) == Set(ids))
+        #expect(report.failed.isEmpty && report.deferred.isEmpty)
+        for id in ids {
+            let message = try fixture.message(id)
+            #expect(message.folder == .sent)
+            #expect(message.attempts == 1)
+            #expect(message.recipients.first?.reply?.code == 250)
+        }
+        #expect(server.waitUntilFinished(connectionCount: 1))
+        #expect(server.connections.count == 1)
+        #expect(server.connections.first?.messages.count == 30)
+    }
+
+    @Test func parallelConnectionsStayWithinTheLimitAndSendEachMessageOnce() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(esmtp: .init())
+        let ids = try (0..<120).map { index in try fixture.queue(port: server.port, marker: "m\(index)") }
+
+        let report = try await fixture.sender(connections: 4).flush()
+
+        #expect(report.sent.count == ids.count)
+        #expect(server.waitUntilFinished(connectionCount: server.connections.count))
+        #expect((1...4).contains(server.connections.count))
+        let bodies = server.connections.flatMap(\.messages).map { String(decoding: $0, as: UTF8.self) }
+        for index in 0..<120 {
+            #expect(bodies.filter { $0.contains("marker m\(index)\r\n") }.count == 1, "message \(index)")
+        }
+    }
+
+    @Test func refusedRecipientsAreFailedOrRetriedAlone() async throws {
+        let fixture = try SenderFixture()
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.recipientReplies = [
+            "busy@example.org": "450 4.2.1 Mailbox busy",
+            "gone@example.org": "550 5.1.1 No such user",
+        ]
+        // The first connection refuses two recipients; the second accepts every one.
+        let server = try ScriptedServer(scripts: [[.playESMTP(behavior)], [.playESMTP(.init())]])
+        let id = try fixture.queue(["ok@example.org", "busy@example.org", "gone@example.org"], port: server.port)
+
+        _ = try await fixture.sender().flush()
+        var message = try fixture.message(id)
+        #expect(message.folder == .outbox)
+        #expect(message.recipients.map(\.state) == [.delivered, .deferred, .failed])
+        #expect(message.recipients[1].reply?.code == 450)
+        #expect(message.recipients[2].reply == StoredReply(code: 550, text: "5.1.1 No such user"))
+        #expect(try #require(message.nextAttempt) > Date())
+
+        // The next attempt, made at once with expedite, sends to the deferred recipient only.
+        _ = try await fixture.sender().flush(expedite: true)
+        #expect(server.waitUntilFinished(connectionCount: 2))
+        let rcptLines = server.connections[1].lines.filter { $0.hasPrefix("RCPT TO:") }
+        #expect(rcptLines == ["RCPT TO:<busy@example.org>"])
+        message = try fixture.message(id)
+        #expect(message.recipients.map(\.state) == [.delivered, .delivered, .failed])
+        #expect(message.folder == .failed)
+        #expect(message.attempts == 2)
+    }
+
+    @Test func connectionLostAfterTheFinalDotLeavesTheOutcomeUnknown() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(script: [
+            .send("220 scripted.test ESMTP\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .send("250 scripted.test\r\n"),
+            .expectLine(prefix: "MAIL FROM:"),
+            .send("250 OK\r\n"),
+            .expectLine(prefix: "RCPT TO:"),
+            .send("250 OK\r\n"),
+            .expectLine("DATA"),
+            .send("354 go ahead\r\n"),
+            .readData,
+            .close,
+        ])
+        let id = try fixture.queue(port: server.port)
+
+        let report = try await fixture.sender().flush()
+
+        #expect(report.unknownOutcomes == [id])
+        let message = try fixture.message(id)
+        #expect(message.folder == .outbox)
+        #expect(message.unknownOutcomes == 1)
+        #expect(message.recipients.first?.state == .deferred)
+        #expect(message.recipients.first?.error?.contains("may have been delivered") == true)
+    }
+
+    @Test func unreachableServerDefersWithBackoff() async throws {
+        let fixture = try SenderFixture()
+        let port = try closedPort()
+        let ids = try (0..<3).map { _ in try fixture.queue(port: port) }
+        let policy = RetryPolicy(initialDelay: 60, maximumDelay: 600, jitter: 0.1)
+        let before = Date()
+
+        let report = try await fixture.sender(connections: 2, policy: policy).flush()
+
+        #expect(Set(report.deferred) == Set(ids))
+        for id in ids {
+            let message = try fixture.message(id)
+            #expect(message.folder == .outbox)
+            #expect(message.attempts == 1)
+            #expect(message.lastError?.contains("connect") == true)
+            let delay = try #require(message.nextAttempt).timeIntervalSince(before)
+            #expect(delay >= 54 && delay <= 67)
+        }
+        // Nothing is due now, so a second flush tries nothing.
+        let second = try await fixture.sender().flush()
+        #expect(second.sent.isEmpty && second.deferred.isEmpty)
+    }
+
+    @Test func messageOlderThanTheMaximumAgeFails() async throws {
+        let fixture = try SenderFixture()
+        let id = try fixture.queue(port: try closedPort())
+        let policy = RetryPolicy(maximumAge: 0)
+
+        let report = try await fixture.sender(policy: policy).flush()
+
+        #expect(report.failed == [id])
+        let message = try fixture.message(id)
+        #expect(message.folder == .failed)
+        #expect(message.lastError?.hasPrefix("Gave up after") == true)
+        #expect(message.recipients.first?.state == .failed)
+    }
+
+    @Test func permanentRejectionAtMailFails() async throws {
+        let fixture = try SenderFixture()
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.mailReply = "553 5.1.8 Sender domain does not exist"
+        let server = try ScriptedServer(esmtp: behavior)
+        let id = try fixture.queue(port: server.port)
+
+        _ = try await fixture.sender().flush()
+
+        let message = try fixture.message(id)
+        #expect(message.folder == .failed)
+        #expect(message.recipients.first?.reply?.code == 553)
+        #expect(message.lastError?.contains("MAIL") == true)
+    }
+
+    @Test func serverBackSendsItsDeferredMessagesWithTheNextOne() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(esmtp: .init())
+        // Deferred messages for this server, waiting out a long backoff.
+        let deferred = try (0..<5).map { _ in try fixture.queue(port: server.port) }
+        _ = try fixture.store.claim(owner: "test", limit: 10)
+        for id in deferred {
+            try fixture.store.record(id, owner: "test", DeliveryUpdate(
+                recipients: [StoredRecipient(address: "rcpt@example.org", state: .deferred)], folder: .outbox,
+                nextAttempt: Date().addingTimeInterval(3600), lastError: "421 down"))
+        }
+        let next = try fixture.queue(port: server.port)
+
+        let (message, report) = try await fixture.sender().sendNow(next)
+
+        #expect(message.folder == .sent)
+        #expect(Set(report.sent) == Set(deferred + [next]))
+        #expect(server.waitUntilFinished(connectionCount: 1))
+        #expect(server.connections.count == 1)
+    }
+
+    @Test func cancelledFlushLeavesTheMessageInTheOutboxUntried() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(script: [
+            .send("220 scripted.test ESMTP\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .send("250 scripted.test\r\n"),
+            .stall(.seconds(3)),
+            .close,
+        ])
+        let id = try fixture.queue(port: server.port)
+        let sender = fixture.sender(timeout: .seconds(10))
+
+        let task = Task { try await sender.flush() }
+        try await Task.sleep(for: .milliseconds(500))
+        task.cancel()
+        let report = try await task.value
+
+        let message = try fixture.message(id)
+        #expect(message.folder == .outbox)
+        #expect(message.attempts == 0)
+        #expect(message.leaseOwner == nil)
+        #expect(report.errors.contains { $0.contains("cancelled") })
+    }
+}
