@@ -1,0 +1,203 @@
+import Foundation
+import MailStore
+import OutboxTestSupport
+import Testing
+@testable import OutboxCLI
+
+/// A store folder for one test, removed at the end.
+private final class StoreFolder {
+    let path: String
+
+    init() {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-queue-\(UUID().uuidString)").path
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    func open() throws -> MailStore {
+        try MailStore(url: URL(fileURLWithPath: path))
+    }
+}
+
+private func serverOptions(port: UInt16) -> [String] {
+    ["--host", "127.0.0.1", "--port", String(port), "--helo", "client.example.test", "--timeout", "5"]
+}
+
+private let message = """
+    From: Alice <alice@example.test>
+    To: bob@example.test
+    Bcc: hidden@example.test
+    Subject: Queued
+    Message-ID: <queued-1@example.test>
+
+    Body.
+
+    """
+
+/// A loopback port with no server behind it.
+private func closedPort() throws -> UInt16 {
+    let server = try ScriptedServer(script: [.close])
+    let port = server.port
+    server.stop()
+    return port
+}
+
+@Suite(.serialized, .timeLimit(.minutes(1)))
+struct QueueCommandTests {
+    @Test func sendWithQueueStoresThenDeliversAndMovesToSent() async throws {
+        let folder = StoreFolder()
+        let server = try ScriptedServer(esmtp: .init())
+        let result = try await runOutbox(
+            ["send", "--queue", "--store", folder.path, "-t"] + serverOptions(port: server.port), input: message)
+        #expect(result.status == 0, "\(result.error)")
+
+        let stored = try folder.open().messages()
+        #expect(stored.count == 1)
+        let sent = try #require(stored.first)
+        #expect(sent.folder == .sent)
+        #expect(sent.messageID == "<queued-1@example.test>")
+        #expect(sent.recipients.map(\.address) == ["bob@example.test", "hidden@example.test"])
+        // The stored copy is what was sent: without the Bcc field.
+        let content = try String(contentsOfFile: try folder.open().contentURL(id: sent.id).path, encoding: .utf8)
+        #expect(!content.contains("Bcc"))
+        #expect(server.waitUntilFinished())
+        #expect(server.connections.first?.messages.count == 1)
+    }
+
+    @Test func temporaryFailureKeepsTheMessageQueuedAndExitsZero() async throws {
+        let folder = StoreFolder()
+        // The first connection is turned away with 421; the second is served.
+        let server = try ScriptedServer(scripts: [
+            [.send("421 4.3.2 Too busy, try later\r\n"), .close], [.playESMTP(.init())],
+        ])
+        let result = try await runOutbox(
+            ["send", "--queue", "--store", folder.path, "-t"] + serverOptions(port: server.port), input: message)
+        #expect(result.status == 0, "\(result.error)")
+        let queued = try #require(try folder.open().messages().first)
+        #expect(queued.folder == .outbox)
+        #expect(queued.lastError?.contains("421") == true)
+        #expect(result.error.contains("stays queued as \(queued.id)"))
+
+        // A flush with --now delivers it at once, without waiting for its next attempt.
+        let store = try folder.open()
+        let flush = try await runOutbox(["queue", "flush", "--now", "--store", folder.path])
+        #expect(flush.status == 0, "\(flush.error)")
+        #expect(flush.error.contains("sent 1, failed 0, deferred 0"))
+        #expect(try store.message(id: queued.id)?.folder == .sent)
+    }
+
+    @Test func permanentRejectionFailsWithTheReplyAndExitStatus() async throws {
+        let folder = StoreFolder()
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.defaultRecipientReply = "550 5.1.1 No such user"
+        let server = try ScriptedServer(esmtp: behavior)
+        let result = try await runOutbox(
+            ["send", "--queue", "--store", folder.path, "-t"] + serverOptions(port: server.port), input: message)
+        #expect(result.status == ExitCode.noUser.rawValue, "\(result.error)")
+        #expect(result.error.contains("550 5.1.1 No such user"))
+        #expect(try folder.open().messages().first?.folder == .failed)
+    }
+
+    @Test func queueOnlyAndHoldDoNotConnect() async throws {
+        let folder = StoreFolder()
+        let server = try ScriptedServer(esmtp: .init())
+        let queued = try await runOutbox(
+            ["send", "--queue-only", "--store", folder.path, "-t"] + serverOptions(port: server.port), input: message)
+        let held = try await runOutbox(
+            ["send", "--hold", "--store", folder.path, "-t"] + serverOptions(port: server.port), input: message)
+        #expect(queued.status == 0 && held.status == 0)
+        #expect(server.connections.isEmpty)
+
+        let messages = try folder.open().messages()
+        #expect(messages.map(\.held) == [false, true])
+        let heldID = messages[1].id
+        #expect(held.error.contains("outbox queue release \(heldID)"))
+
+        // A flush sends the queued message and leaves the held one.
+        let flush = try await runOutbox(["queue", "flush", "--store", folder.path])
+        #expect(flush.status == 0, "\(flush.error)")
+        #expect(try folder.open().messages().map(\.folder) == [.sent, .outbox])
+
+        #expect(try await runOutbox(["queue", "release", heldID, "--store", folder.path]).status == 0)
+        _ = try await runOutbox(["queue", "flush", "--store", folder.path])
+        #expect(try folder.open().messages().map(\.folder) == [.sent, .sent])
+        #expect(server.waitUntilFinished(connectionCount: 2))
+    }
+
+    @Test func listShowsATableAndJSON() async throws {
+        let folder = StoreFolder()
+        let port = try closedPort()
+        _ = try await runOutbox(
+            ["send", "--queue-only", "--store", folder.path, "-t"] + serverOptions(port: port), input: message)
+        let id = try #require(try folder.open().messages().first?.id)
+
+        let table = try await runOutbox(["queue", "list", "--store", folder.path])
+        #expect(table.status == 0)
+        let lines = table.output.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines[0].hasPrefix("ID "))
+        #expect(lines[1].hasPrefix(Substring(id)))
+        #expect(lines[1].contains("waiting"))
+
+        let json = try await runOutbox(["queue", "list", "--json", "--store", folder.path])
+        let decoded = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]]
+        let entry = try #require(decoded?.first)
+        #expect(entry["id"] as? String == id)
+        #expect(entry["folder"] as? String == "outbox")
+        #expect(entry["server"] as? String == "127.0.0.1:\(port)")
+        #expect((entry["recipients"] as? [[String: Any]])?.count == 2)
+
+        let show = try await runOutbox(["queue", "show", id, "--store", folder.path])
+        #expect(show.status == 0)
+        #expect(show.output.contains("Message-ID:    <queued-1@example.test>"))
+        #expect(show.output.contains("<hidden@example.test>: pending"))
+    }
+
+    @Test func unknownIdAndActionsGiveClearErrors() async throws {
+        let folder = StoreFolder()
+        let show = try await runOutbox(["queue", "show", "0000nope", "--store", folder.path])
+        #expect(show.status == ExitCode.noInput.rawValue)
+        #expect(show.error.contains("No message has the id 0000nope"))
+
+        let action = try await runOutbox(["queue", "frobnicate", "--store", folder.path])
+        #expect(action.status == ExitCode.usage.rawValue)
+        #expect(action.error.contains("Unknown action \"frobnicate\""))
+
+        let both = try await runOutbox(["send", "--queue", "--hold", "--store", folder.path, "x@example.test"], input: message)
+        #expect(both.status == ExitCode.usage.rawValue)
+
+        let storeWithoutQueue = try await runOutbox(["send", "--store", folder.path, "x@example.test"], input: message)
+        #expect(storeWithoutQueue.status == ExitCode.usage.rawValue)
+        #expect(storeWithoutQueue.error.contains("need --queue"))
+    }
+
+    @Test func deleteAndRetry() async throws {
+        let folder = StoreFolder()
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.mailReply = "553 5.1.8 Sender rejected"
+        let server = try ScriptedServer(scripts: [[.playESMTP(behavior)], [.playESMTP(.init())]])
+        _ = try await runOutbox(
+            ["send", "--queue", "--store", folder.path, "-t"] + serverOptions(port: server.port), input: message)
+        let failed = try #require(try folder.open().messages().first)
+        #expect(failed.folder == .failed)
+
+        #expect(try await runOutbox(["queue", "retry", failed.id, "--store", folder.path]).status == 0)
+        let flush = try await runOutbox(["queue", "flush", "--store", folder.path])
+        #expect(flush.status == 0, "\(flush.error)")
+        #expect(try folder.open().message(id: failed.id)?.folder == .sent)
+
+        #expect(try await runOutbox(["queue", "delete", failed.id, "--store", folder.path]).status == 0)
+        #expect(try folder.open().messages().isEmpty)
+    }
+
+    @Test func storeReadableByOthersIsRefused() async throws {
+        let folder = StoreFolder()
+        _ = try folder.open()
+        chmod(folder.path, 0o755)
+        let result = try await runOutbox(["queue", "list", "--store", folder.path])
+        #expect(result.status == ExitCode.configuration.rawValue)
+        #expect(result.error.contains("chmod 700"))
+    }
+}
