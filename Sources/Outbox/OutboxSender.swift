@@ -86,6 +86,34 @@ public final class OutboxSender: Sendable {
         return tracker.finish()
     }
 
+    /// Flushes the Outbox again and again until the task is cancelled: at once, then whenever the
+    /// next deferred message is due, and at least every `pollInterval`, to pick up messages that
+    /// other processes queued.
+    ///
+    /// - Parameter onFlush: called after each flush that tried any message or met an error.
+    public func run(
+        pollInterval: Duration = .seconds(30), onFlush: (@Sendable (FlushReport) -> Void)? = nil
+    ) async {
+        while !Task.isCancelled {
+            var wait = pollInterval
+            do {
+                let report = try await flush()
+                if !(report.sent.isEmpty && report.failed.isEmpty && report.deferred.isEmpty && report.errors.isEmpty) {
+                    onFlush?(report)
+                }
+                if let next = try store.dueRoutes().nextDue {
+                    let seconds = max(0, next.timeIntervalSinceNow)
+                    wait = min(wait, .milliseconds(Int64(seconds * 1000) + 1))
+                }
+            } catch {
+                var report = FlushReport()
+                report.errors.append("\(error)")
+                onFlush?(report)
+            }
+            try? await Task.sleep(for: wait)
+        }
+    }
+
     /// Sends one stored message now, as `outbox send` does in its immediate mode, and then the other
     /// messages due for the same server over the same connection. Returns the message as stored
     /// afterwards: in Sent, in Failed, or still in the Outbox after a temporary failure.

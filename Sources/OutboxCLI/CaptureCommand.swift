@@ -111,7 +111,8 @@ enum CaptureCommand {
             return .osError
         }
 
-        let restoreSignals = handlesSignals ? stopOnSignals(server, console: console) : nil
+        let restoreSignals = handlesSignals
+            ? TerminationSignals.handle(command: "capture", console: console) { server.stop() } : nil
         // The listener already accepts into its backlog, so a client that reads the port from this line
         // can connect before the accept thread starts.
         console.print("outbox capture: listening on \(server.endpoint), saving to \(maildir.path)")
@@ -193,31 +194,6 @@ enum CaptureCommand {
             " The address is not configured on this machine; try 127.0.0.1."
         default:
             ""
-        }
-    }
-
-    /// Makes SIGINT and SIGTERM stop the server, and returns a function that restores their handlers.
-    private static func stopOnSignals(_ server: CaptureServer, console: Console) -> () -> Void {
-        let signals: [(number: Int32, name: String)] = [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")]
-        // The default action would end the process at once, so it is ignored while a dispatch source
-        // receives the signal.
-        let previousHandlers = signals.map { signal($0.number, SIG_IGN) }
-        let sources = signals.map { entry in
-            let source = DispatchSource.makeSignalSource(signal: entry.number, queue: .global())
-            source.setEventHandler {
-                console.printError("outbox capture: received \(entry.name), stopping")
-                server.stop()
-            }
-            source.resume()
-            return source
-        }
-        return {
-            for source in sources {
-                source.cancel()
-            }
-            for (entry, handler) in zip(signals, previousHandlers) {
-                signal(entry.number, handler)
-            }
         }
     }
 

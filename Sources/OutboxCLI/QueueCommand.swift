@@ -21,6 +21,11 @@ enum QueueCommand {
                              Send every message that is due, over at most N connections
                              per server (default 4). With --now, messages waiting for a
                              retry are sent too.
+          run [--parallel N] [--poll SECONDS]
+                             Keep sending: flush now, then whenever a deferred message is
+                             due, and at least every SECONDS (default 30) to pick up
+                             messages queued meanwhile. Runs until SIGINT or SIGTERM, and
+                             prints one line for each flush that did something.
           retry ID|--all     Make a message due at once; a failed message goes back to the
                              outbox, with its failed recipients to be tried again.
           hold ID            Keep a message in the outbox from being sent.
@@ -48,6 +53,7 @@ enum QueueCommand {
         .init(names: ["--folder"], takesValue: true),
         .init(names: ["--parallel"], takesValue: true),
         .init(names: ["--now"], takesValue: false),
+        .init(names: ["--poll"], takesValue: true),
         .init(names: ["--all"], takesValue: false),
         .init(names: ["--debug"], takesValue: false),
         .init(names: ["-h", "--help"], takesValue: false),
@@ -94,6 +100,9 @@ enum QueueCommand {
         case "flush":
             try expectArguments(arguments, 0, action)
             return try await flush(store, options: options, console: console)
+        case "run":
+            try expectArguments(arguments, 0, action)
+            try await runService(store, options: options, console: console)
         case "retry":
             if options.flag("--all") {
                 try expectArguments(arguments, 0, action)
@@ -224,7 +233,9 @@ enum QueueCommand {
 
     // MARK: - Flushing
 
-    private static func flush(_ store: MailStore, options: ArgumentParser.Result, console: Console) async throws -> ExitCode {
+    private static func makeSender(
+        _ store: MailStore, options: ArgumentParser.Result, console: Console, transcript: TranscriptHandler?
+    ) throws -> OutboxSender {
         var parallel = 4
         if let text = options.value("--parallel") {
             guard let value = Int(text), (1...64).contains(value) else {
@@ -232,11 +243,7 @@ enum QueueCommand {
             }
             parallel = value
         }
-        var transcript: TranscriptHandler?
-        if options.flag("--debug") {
-            transcript = { @Sendable line in console.writeError("\(line)\n") }
-        }
-        let sender = OutboxSender(
+        return OutboxSender(
             store: store,
             configuration: .init(
                 connectionsPerServer: parallel,
@@ -244,6 +251,38 @@ enum QueueCommand {
             transcript: transcript,
             resolveAccount: StoreOptions.resolver(
                 environment: console.environment, warn: { console.printError("outbox queue: \($0)") }))
+    }
+
+    /// `outbox queue run`: flushes until SIGINT or SIGTERM.
+    private static func runService(_ store: MailStore, options: ArgumentParser.Result, console: Console) async throws {
+        let poll = try ConnectionOptions.seconds(options, "--poll", command: "queue") ?? .seconds(30)
+        let sender = try makeSender(store, options: options, console: console, transcript: nil)
+        console.printError("outbox queue: \(format(Date())) sending from \(store.url.path), checking every \(poll)")
+        let task = Task {
+            await sender.run(pollInterval: poll) { report in
+                var line = "\(format(Date())) sent \(report.sent.count), failed \(report.failed.count), "
+                    + "deferred \(report.deferred.count)"
+                if !report.unknownOutcomes.isEmpty {
+                    line += ", \(report.unknownOutcomes.count) unconfirmed"
+                }
+                console.printError("outbox queue: \(line)")
+                for error in report.errors {
+                    console.printError("outbox queue: \(error)")
+                }
+            }
+        }
+        let restore = TerminationSignals.handle(command: "queue", console: console) { task.cancel() }
+        defer { restore() }
+        await task.value
+        console.printError("outbox queue: \(format(Date())) stopped")
+    }
+
+    private static func flush(_ store: MailStore, options: ArgumentParser.Result, console: Console) async throws -> ExitCode {
+        var transcript: TranscriptHandler?
+        if options.flag("--debug") {
+            transcript = { @Sendable line in console.writeError("\(line)\n") }
+        }
+        let sender = try makeSender(store, options: options, console: console, transcript: transcript)
         let bar: ProgressBar? = console.errorIsTerminal && transcript == nil ? ProgressBar(console: console) : nil
         var progress: (@Sendable (FlushProgress) -> Void)?
         if let bar {

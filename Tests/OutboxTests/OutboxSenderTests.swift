@@ -250,4 +250,27 @@ func closedPort() throws -> UInt16 {
         #expect(message.leaseOwner == nil)
         #expect(report.errors.contains { $0.contains("cancelled") })
     }
+
+    @Test func runKeepsSendingMessagesQueuedWhileItRunsUntilCancelled() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(esmtp: .init())
+        let first = try fixture.queue(port: server.port)
+        let flushes = Mutex(0)
+        let sender = fixture.sender()
+        let task = Task {
+            await sender.run(pollInterval: .milliseconds(100)) { _ in flushes.withLock { $0 += 1 } }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let second = try fixture.queue(port: server.port)
+        for _ in 0..<50 where try fixture.message(second).folder != .sent {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        task.cancel()
+        await task.value
+
+        #expect(try fixture.message(first).folder == .sent)
+        #expect(try fixture.message(second).folder == .sent)
+        // Only the flushes that sent something are reported.
+        #expect(flushes.withLock { $0 } == 2)
+    }
 }
