@@ -266,6 +266,20 @@ extension MailStore {
         }
     }
 
+    /// The number of messages stored since `date` with these envelope options and a recipient with
+    /// this address, such as the failure notices sent to one sender.
+    public func countMessages(to address: String, envelopeOptions: String, since date: Date) throws(StoreError) -> Int {
+        try withLock { () throws(StoreError) in
+            try index.query(
+                """
+                SELECT count(DISTINCT m.id) FROM messages m JOIN recipients r ON r.message = m.id
+                WHERE m.envelope_options = ? AND m.created >= ? AND r.address = ?
+                """,
+                [.text(envelopeOptions), .init(date), .text(address)]
+            ).first?.first?.int ?? 0
+        }
+    }
+
     /// The servers with messages due in the Outbox, and when the earliest message not yet due is due.
     public func dueRoutes(now: Date = Date()) throws(StoreError) -> (due: [String], nextDue: Date?) {
         try withLock { () throws(StoreError) in

@@ -23,17 +23,22 @@ public final class OutboxSender: Sendable {
         public var batchSize: Int
         /// When to retry and when to give up.
         public var retryPolicy: RetryPolicy
-        /// How long a claim on a message lasts without being renewed. Default: 10 minutes.
+        /// How long a claim on a message lasts without being renewed. A connection renews the claims
+        /// on its batch while it sends it. Default: 10 minutes.
         public var leaseDuration: TimeInterval
+        /// Whether and how to tell senders about failed messages. Default: nil, no notices; the
+        /// failure is recorded in the store only.
+        public var failureNotices: FailureNotices?
 
         public init(
             connectionsPerServer: Int = 4, batchSize: Int = 20, retryPolicy: RetryPolicy = RetryPolicy(),
-            leaseDuration: TimeInterval = 600
+            leaseDuration: TimeInterval = 600, failureNotices: FailureNotices? = nil
         ) {
             self.connectionsPerServer = max(1, connectionsPerServer)
             self.batchSize = max(1, batchSize)
             self.retryPolicy = retryPolicy
             self.leaseDuration = leaseDuration
+            self.failureNotices = failureNotices
         }
     }
 
@@ -203,12 +208,14 @@ public final class OutboxSender: Sendable {
             guard let open = connection else { break }
             tracker.setActivity(.sending(route: route))
             let items = prepared
+            let renewal = renewLeases(items.map(\.message.id))
             let results = await open.send(items.map { ($0.outgoing, $0.envelope) }) { index, result in
                 self.record(items[index], result, tracker: tracker)
                 if case .success(let transaction) = result, !transaction.accepted.isEmpty {
                     self.serverAccepted(route: route, state: state)
                 }
             }
+            renewal.cancel()
             if !open.isOpen {
                 connection = nil
                 // A session that failed before any message of the batch got through means the server
@@ -220,6 +227,21 @@ public final class OutboxSender: Sendable {
         if let connection {
             tracker.setActivity(.quitting(route: route))
             await connection.quit()
+        }
+    }
+
+    /// Renews the claims on a batch every third of the lease duration until cancelled, so that a
+    /// batch that takes long to send is not claimed by another sender meanwhile.
+    private func renewLeases(_ ids: [String]) -> Task<Void, Never> {
+        let store = self.store
+        let owner = self.owner
+        let duration = configuration.leaseDuration
+        return Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(Int64(duration * 1000 / 3)))
+                guard !Task.isCancelled else { return }
+                try? store.renewLeases(ids, owner: owner, leaseDuration: duration)
+            }
         }
     }
 
@@ -282,7 +304,52 @@ public final class OutboxSender: Sendable {
             tracker.messageFinished(message, update: update)
         } catch {
             tracker.noteError("Recording the outcome of message \(message.id) failed: \(error)")
+            return
         }
+        if update.folder == .failed, let settings = configuration.failureNotices {
+            var failed = message
+            failed.recipients = update.recipients
+            queueFailureNotice(for: failed, settings: settings, tracker: tracker)
+        }
+    }
+
+    /// Queues a failure notice to the sender of a failed message, unless the message had the null
+    /// sender (a notice itself, or mail that asks for none) or its sender had enough notices this hour.
+    private func queueFailureNotice(for message: StoredMessage, settings: FailureNotices, tracker: ProgressTracker) {
+        guard !message.sender.isEmpty, message.envelopeOptions != FailureNotice.noticeMarker else { return }
+        do {
+            let recent = try store.countMessages(
+                to: message.sender, envelopeOptions: FailureNotice.noticeMarker, since: Date().addingTimeInterval(-3600))
+            guard recent < settings.maximumPerHour else {
+                tracker.noteError(
+                    "No failure notice for message \(message.id): <\(message.sender)> had \(recent) in the last hour.")
+                return
+            }
+            let header = Self.headerSection(of: store.contentURL(id: message.id))
+            let host = settings.from.split(separator: "@").last.map(String.init) ?? "localhost"
+            let (notice, content) = FailureNotice(settings: settings, reportingHost: host).make(
+                for: message, originalHeader: header)
+            _ = try store.add(notice, content: content)
+        } catch {
+            tracker.noteError("Queueing the failure notice for message \(message.id) failed: \(error)")
+        }
+    }
+
+    /// The header section of a content file, up to and including the empty line that ends it (a
+    /// line of CRLF or of LF alone), or nothing when it is longer than 64 KiB.
+    private static func headerSection(of url: URL) -> [UInt8] {
+        guard let handle = try? FileHandle(forReadingFrom: url) else { return [] }
+        defer { try? handle.close() }
+        let bytes = Array((try? handle.read(upToCount: 65536)) ?? Data())
+        var lineStart = 0
+        for index in bytes.indices where bytes[index] == 10 {
+            let line = bytes[lineStart..<index]
+            if line.isEmpty || line == [13] {
+                return Array(bytes[...index])
+            }
+            lineStart = index + 1
+        }
+        return []
     }
 
     /// The server part of a route (`host:port`), for messages to people.

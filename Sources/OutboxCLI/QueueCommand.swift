@@ -247,7 +247,8 @@ enum QueueCommand {
             store: store,
             configuration: .init(
                 connectionsPerServer: parallel,
-                retryPolicy: try StoreOptions.retryPolicy(options, command: "queue")),
+                retryPolicy: try StoreOptions.retryPolicy(options, command: "queue"),
+                failureNotices: try StoreOptions.failureNotices(options, command: "queue")),
             transcript: transcript,
             resolveAccount: StoreOptions.resolver(
                 environment: console.environment, warn: { console.printError("outbox queue: \($0)") }))

@@ -24,6 +24,7 @@ struct QueuedSend {
     func run(_ prepared: PreparedMessage, mode: Mode) async throws -> ExitCode {
         let store = try StoreOptions.openStore(options, environment: console.environment)
         let policy = try StoreOptions.retryPolicy(options, command: "send")
+        let notices = try StoreOptions.failureNotices(options, command: "send")
         let account = StoreOptions.account(options)
         let stored = try add(prepared, to: store, account: account, held: mode == .held)
 
@@ -45,7 +46,8 @@ struct QueuedSend {
         let console = self.console
         let fallback = StoreOptions.resolver(environment: environment, warn: { console.printError("outbox send: \($0)") })
         let sender = OutboxSender(
-            store: store, configuration: .init(connectionsPerServer: 1, retryPolicy: policy), transcript: transcript,
+            store: store, configuration: .init(connectionsPerServer: 1, retryPolicy: policy, failureNotices: notices),
+            transcript: transcript,
             resolveAccount: { text in text == account ? configuration : try fallback(text) })
         let (message, report) = try await sender.sendNow(stored.id)
         for error in report.errors {

@@ -1,4 +1,5 @@
 import Foundation
+import MailMessage
 import MailStore
 import Outbox
 import SMTPClient
@@ -11,6 +12,7 @@ enum StoreOptions {
         .init(names: ["--retry-delay"], takesValue: true),
         .init(names: ["--retry-max-delay"], takesValue: true),
         .init(names: ["--max-queue-time"], takesValue: true),
+        .init(names: ["--bounce-from"], takesValue: true),
     ]
 
     static let help = """
@@ -25,6 +27,10 @@ enum StoreOptions {
           --max-queue-time SECONDS
                              Give up on a message that is still undelivered this long
                              after it was queued. Default: 432000 (5 days).
+          --bounce-from ADDRESS
+                             When a message fails, queue a failure notice from ADDRESS
+                             to its sender, at most 5 an hour per sender. Default: no
+                             notices; 'outbox queue show ID' tells why a message failed.
         """
 
     /// Opens the store that the options or the environment name.
@@ -55,6 +61,18 @@ enum StoreOptions {
             policy.maximumAge = Self.timeInterval(value)
         }
         return policy
+    }
+
+    /// The failure notice settings, or nil without --bounce-from.
+    static func failureNotices(_ options: ArgumentParser.Result, command: String) throws -> FailureNotices? {
+        guard let text = options.value("--bounce-from") else { return nil }
+        do {
+            let address = try MailAddress(parsing: text)
+            try address.validateForEnvelope()
+            return FailureNotices(from: address.addrSpec)
+        } catch {
+            throw UsageError("The --bounce-from address \"\(UsageError.printable(text))\" is invalid: \(error)", command: command)
+        }
     }
 
     private static func timeInterval(_ duration: Duration) -> TimeInterval {

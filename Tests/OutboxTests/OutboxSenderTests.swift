@@ -274,3 +274,65 @@ func closedPort() throws -> UInt16 {
         #expect(flushes.withLock { $0 } == 2)
     }
 }
+
+@Suite(.serialized) struct FailureNoticeTests {
+    private func failOne(_ fixture: SenderFixture, server: ScriptedServer, sender: OutboxSender) async throws -> String {
+        let id = try fixture.queue(["gone@example.org"], port: server.port)
+        _ = try await sender.flush()
+        #expect(try fixture.message(id).folder == .failed)
+        return id
+    }
+
+    @Test func failedMessageQueuesOneReportToItsSender() async throws {
+        let fixture = try SenderFixture()
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.recipientReplies = ["gone@example.org": "550 5.1.1 No such user"]
+        let server = try ScriptedServer(esmtp: behavior)
+        let sender = OutboxSender(
+            store: fixture.store,
+            configuration: .init(failureNotices: FailureNotices(from: "MAILER-DAEMON@client.test"))
+        ) { account in SMTPClientConfiguration(host: "127.0.0.1", port: UInt16(account)!) }
+
+        let id = try await failOne(fixture, server: server, sender: sender)
+
+        // The notice was queued for the same server, so the same flush sent it.
+        let notices = try fixture.store.messages().filter { $0.sender.isEmpty }
+        #expect(notices.count == 1)
+        let notice = try #require(notices.first)
+        #expect(notice.folder == .sent)
+        #expect(notice.sender == "")
+        #expect(notice.recipients.map(\.address) == ["sender@example.org"])
+        let content = try String(contentsOf: fixture.store.contentURL(id: notice.id), encoding: .utf8)
+        #expect(content.contains("Content-Type: multipart/report; report-type=delivery-status"))
+        #expect(content.contains("Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"))
+        #expect(content.contains("Diagnostic-Code: smtp; 550 5.1.1 No such user"))
+        // The failed message's header is quoted, and its body is not.
+        let original = try #require(try fixture.store.message(id: id))
+        #expect(content.contains("Message-ID: \(original.messageID!)"))
+        #expect(!content.contains("marker "))
+    }
+
+    @Test func noticesToOneSenderAreLimitedPerHour() async throws {
+        let fixture = try SenderFixture()
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.defaultRecipientReply = "550 5.1.1 No such user"
+        let server = try ScriptedServer(esmtp: behavior)
+        let sender = OutboxSender(
+            store: fixture.store,
+            configuration: .init(failureNotices: FailureNotices(from: "MAILER-DAEMON@client.test", maximumPerHour: 2))
+        ) { account in SMTPClientConfiguration(host: "127.0.0.1", port: UInt16(account)!) }
+
+        for _ in 0..<4 {
+            try fixture.queue(["gone@example.org"], port: server.port)
+        }
+        let report = try await sender.flush()
+
+        // Four messages and the two notices fail: the server refuses every recipient. The failed
+        // notices have the null sender, so they cause no further notice.
+        #expect(report.failed.count == 6)
+        let notices = try fixture.store.messages().filter { $0.sender.isEmpty }
+        #expect(notices.count == 2)
+        #expect(notices.allSatisfy { $0.folder == .failed })
+        #expect(report.errors.filter { $0.contains("No failure notice") }.count == 2)
+    }
+}
