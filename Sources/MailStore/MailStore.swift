@@ -6,7 +6,7 @@ import Glibc
 /// A durable store of mail messages in folders: Drafts, Outbox, Sent and Failed.
 ///
 /// Each message's content is an RFC 5322 file of its own under `messages/`, and an SQLite index
-/// (`index.sqlite`, in WAL mode) holds its folder, envelope and delivery state. A message is stored
+/// (`index.sqlite`, in WAL mode) contains its folder, envelope and delivery state. A message is stored
 /// in three steps: the index records it as incoming, its content is written to a temporary file,
 /// flushed to disk and renamed into place, and then the index moves it to its folder. Only after the
 /// last step does `add` return, so a message the caller was told is stored survives a crash or a
@@ -119,9 +119,9 @@ public final class MailStore: @unchecked Sendable {
 
     /// Finishes or undoes what writers that died left behind.
     ///
-    /// - An entry still marked incoming whose writer is dead: if its content file is in place, the
-    ///   message moves to Drafts with a note, since its sender never heard that it was stored and may
-    ///   have sent it another way; if not, the entry is removed, as nothing of it was kept.
+    /// - An entry still marked incoming whose writer is dead moves to Drafts with a note when its
+    ///   content file is in place. Its sender never heard that it was stored and may have sent it
+    ///   another way, so it is not sent on its own. Without a content file the entry is removed.
     /// - A temporary file whose writer is dead is removed; it never became a message.
     /// - When the index is new but content files exist (the index was lost), each file becomes a
     ///   Drafts entry, with the envelope read from its header where possible.
@@ -189,9 +189,9 @@ public final class MailStore: @unchecked Sendable {
 
     /// Stores a new message whose content is written by `writeContent`, and returns it as stored.
     ///
-    /// `writeContent` is called once with a writer for the content file; it may write in as many
-    /// pieces as it likes, so a large message is never held in memory. When this returns, the
-    /// content is on disk and the index entry committed.
+    /// `writeContent` is called once with a writer for the content file. It may write in any number
+    /// of pieces, so a large message is never held in memory. When this returns, the content is on
+    /// disk and the index entry committed.
     ///
     /// - Throws: `StoreError.diskFull` when the disk fills up (nothing is kept), another
     ///   `StoreError`, or what `writeContent` throws.

@@ -5,8 +5,8 @@ import MailStore
 public struct FailureNotices: Sendable, Hashable {
     /// The address the notices come from, such as `MAILER-DAEMON@host.example.org`.
     public var from: String
-    /// The most notices sent to one address in an hour; further failures within the hour are only
-    /// recorded in the store. Default: 5.
+    /// The maximum number of notices sent to one address in an hour. Later failures within the hour
+    /// are only recorded in the store. Default: 5.
     public var maximumPerHour: Int
 
     public init(from: String, maximumPerHour: Int = 5) {
@@ -21,7 +21,7 @@ struct FailureNotice {
     let settings: FailureNotices
     let reportingHost: String
 
-    /// The new message to queue, sent with the null sender so that a notice never causes another.
+    /// Returns the notice to queue. It has the null sender, so that a notice never causes another.
     func make(for message: StoredMessage, originalHeader: [UInt8], now: Date = Date()) -> (NewMessage, [UInt8]) {
         let boundary = "=_outbox_report_\(UUID().uuidString)"
         let failed = message.recipients.filter { $0.state == .failed }
@@ -72,7 +72,7 @@ struct FailureNotice {
         recipient.reply?.description ?? recipient.error ?? "failed"
     }
 
-    /// The enhanced status code of the reply, or a generic one for its class.
+    /// Returns the enhanced status code of the reply, or 5.0.0 when the reply has none.
     private static func statusCode(_ recipient: StoredRecipient) -> String {
         if let text = recipient.reply?.text, let first = text.split(separator: " ").first,
            first.split(separator: ".").count == 3, first.allSatisfy({ $0.isNumber || $0 == "." }) {

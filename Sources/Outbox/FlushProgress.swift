@@ -4,7 +4,7 @@ import Synchronization
 
 /// The state of a flush, reported after each step.
 public struct FlushProgress: Sendable, Hashable {
-    /// What a connection is doing.
+    /// The current step of a connection.
     public enum Activity: Sendable, Hashable, CustomStringConvertible {
         case starting
         case connecting(route: String)
@@ -41,7 +41,7 @@ public struct FlushProgress: Sendable, Hashable {
     public var pending: Int { max(0, total - sent - failed - deferred) }
 }
 
-/// What a flush did.
+/// The outcome of a flush.
 public struct FlushReport: Sendable {
     /// The messages moved to Sent, to Failed, and those left in the Outbox, by id.
     public var sent: [String] = []

@@ -9,15 +9,15 @@ import Synchronization
 /// A flush groups the due messages by route (one server and account), opens up to
 /// `connectionsPerServer` connections to each, and sends the messages over them in batches, reusing
 /// each connection and its login. Each message's result is recorded as soon as the server replies
-/// to it, so that a crash loses at most the outcome of the messages whose reply was in flight; those
-/// are sent again, never lost.
+/// to it. A crash therefore loses at most the outcomes of the messages whose reply was in flight,
+/// and those messages are sent again, never lost.
 ///
 /// When a server accepts a message, its other deferred messages are due at once: the server is back,
 /// so they need not wait out their backoff.
 public final class OutboxSender: Sendable {
     /// Settings of the sender.
     public struct Configuration: Sendable {
-        /// The most connections open at once to one server. Default: 4.
+        /// The maximum number of connections open at once to one server. Default: 4.
         public var connectionsPerServer: Int
         /// How many messages a connection claims from the store at a time. Default: 20.
         public var batchSize: Int
@@ -152,8 +152,8 @@ public final class OutboxSender: Sendable {
         }
     }
 
-    /// One connection's loop: claim a batch, connect if needed, send it, record each result, repeat
-    /// until nothing is due or the server is down.
+    /// Runs one connection: claims a batch, connects if needed, sends the batch and records each
+    /// result, until nothing is due or the server is down.
     private func runConnection(route: String, first: String?, state: RouteState, tracker: ProgressTracker) async {
         var connection: SMTPConnection?
         var connectedAccount: String?
@@ -313,8 +313,9 @@ public final class OutboxSender: Sendable {
         }
     }
 
-    /// Queues a failure notice to the sender of a failed message, unless the message had the null
-    /// sender (a notice itself, or mail that asks for none) or its sender had enough notices this hour.
+    /// Queues a failure notice to the sender of a failed message. A message with the null sender gets
+    /// none, because it is a notice itself or mail that must cause none, and neither does a sender
+    /// who had the maximum number of notices this hour.
     private func queueFailureNotice(for message: StoredMessage, settings: FailureNotices, tracker: ProgressTracker) {
         guard !message.sender.isEmpty, message.envelopeOptions != FailureNotice.noticeMarker else { return }
         do {
@@ -335,8 +336,8 @@ public final class OutboxSender: Sendable {
         }
     }
 
-    /// The header section of a content file, up to and including the empty line that ends it (a
-    /// line of CRLF or of LF alone), or nothing when it is longer than 64 KiB.
+    /// Returns the header section of a content file, up to and including the empty line that ends
+    /// it (CRLF or LF alone), or nothing when it is longer than 64 KiB.
     private static func headerSection(of url: URL) -> [UInt8] {
         guard let handle = try? FileHandle(forReadingFrom: url) else { return [] }
         defer { try? handle.close() }
@@ -352,13 +353,13 @@ public final class OutboxSender: Sendable {
         return []
     }
 
-    /// The server part of a route (`host:port`), for messages to people.
+    /// Returns the server part of a route (`host:port`), for messages to people.
     public static func server(_ route: String) -> String {
         route.split(separator: "#", maxSplits: 1).first.map(String.init) ?? route
     }
 }
 
-/// What the connections of one route share during a flush.
+/// The state that the connections of one route share during a flush.
 private final class RouteState: Sendable {
     private struct Flags {
         var down = false

@@ -8,7 +8,7 @@ import Foundation
 public struct RetryPolicy: Sendable, Hashable {
     /// The delay after the first failed attempt. Default: 5 minutes.
     public var initialDelay: TimeInterval
-    /// The longest delay between attempts. Default: 1 hour.
+    /// The maximum delay between attempts. Default: 1 hour.
     public var maximumDelay: TimeInterval
     /// How long a message may wait in the Outbox before it fails. Default: 5 days, as in Postfix.
     public var maximumAge: TimeInterval
@@ -25,7 +25,7 @@ public struct RetryPolicy: Sendable, Hashable {
         self.jitter = jitter
     }
 
-    /// The delay before the next attempt, after `attempts` failed attempts (1 for the first).
+    /// Returns the delay before the next attempt, after `attempts` failed attempts (1 for the first).
     public func delay(afterAttempts attempts: Int) -> TimeInterval {
         let exponent = Double(max(0, min(attempts - 1, 30)))
         let base = min(maximumDelay, initialDelay * pow(2, exponent))
@@ -34,7 +34,7 @@ public struct RetryPolicy: Sendable, Hashable {
         return max(0, base + Double.random(in: -spread...spread))
     }
 
-    /// Whether a message that entered the Outbox at `queued` has waited too long to be tried again.
+    /// Returns whether a message that entered the Outbox at `queued` has waited too long to be tried again.
     public func hasExpired(queued: Date, now: Date) -> Bool {
         now.timeIntervalSince(queued) >= maximumAge
     }

@@ -164,7 +164,12 @@ enum QueueCommand {
         console.print(pad("ID", 21) + pad("FOLDER", 8) + pad("STATE", 10) + pad("SIZE", 9) + pad("TRIES", 6)
             + pad("NEXT ATTEMPT", 21) + "SENDER -> RECIPIENTS")
         for message in messages {
-            let state = message.held ? "held" : message.leaseOwner != nil ? "sending" : stateName(message)
+            var state = stateName(message)
+            if message.held {
+                state = "held"
+            } else if message.leaseOwner != nil {
+                state = "sending"
+            }
             let recipients = message.recipients.map(\.address).joined(separator: ", ")
             console.print(
                 pad(message.id, 21) + pad(message.folder.rawValue, 8) + pad(state, 10) + pad("\(message.size)", 9)

@@ -81,9 +81,9 @@ enum StoreOptions {
 
     // MARK: - Accounts
 
-    /// The server options of a command line as the account text kept with each queued message: a
-    /// JSON object of option names and values. It holds where a password comes from, never the
-    /// password.
+    /// Returns the server options of a command line as the account text kept with each queued
+    /// message, a JSON object of option names and values. It contains the password's source, never
+    /// the password.
     static func account(_ options: ArgumentParser.Result) -> String {
         var chosen: [String: String] = [:]
         for option in ConnectionOptions.options {
@@ -96,8 +96,8 @@ enum StoreOptions {
         return (try? encoder.encode(chosen)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 
-    /// The route of a message: its server, followed by a hash of the whole account, so that messages
-    /// share a connection only when they share every server option.
+    /// Returns the route of a message: its server, then a hash of the whole account, so that
+    /// messages share a connection only when they share every server option.
     static func route(account: String, configuration: SMTPClientConfiguration) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in account.utf8 {

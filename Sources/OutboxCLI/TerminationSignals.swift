@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
 
-/// SIGINT and SIGTERM as a request to stop, for the commands that run until told to.
+/// SIGINT and SIGTERM as a request to stop, for the commands that run until they receive one.
 enum TerminationSignals {
     /// Makes SIGINT and SIGTERM call `stop` instead of ending the process, and returns a function
     /// that restores the previous handlers.

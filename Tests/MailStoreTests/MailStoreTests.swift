@@ -35,7 +35,7 @@ func newMessage(
 let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\r\nHello\r\n".utf8)
 
 @Suite struct MailStoreTests {
-    @Test func addedMessageIsInItsFolderWithItsContent() throws {
+    @Test func addedMessageKeepsContent() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(["a@example.org", "b@example.org"]), content: sampleContent)
 
@@ -63,7 +63,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         }
     }
 
-    @Test func folderReadableByOthersIsRefused() throws {
+    @Test func sharedFolderRejected() throws {
         let temporary = try TemporaryStore()
         chmod(temporary.folder.path, 0o755)
         #expect(throws: StoreError.self) { try temporary.reopen() }
@@ -85,7 +85,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(try temporary.store.messages(in: .outbox).map(\.id) == ids)
     }
 
-    @Test func failedContentWriteLeavesNothing() throws {
+    @Test func failedWriteLeavesNothing() throws {
         struct WriteFailed: Error {}
         let temporary = try TemporaryStore()
         #expect(throws: WriteFailed.self) {
@@ -101,7 +101,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
 }
 
 @Suite struct MailStoreQueueTests {
-    @Test func claimLeasesMessagesToOneOwner() throws {
+    @Test func claimLeasesToOneOwner() throws {
         let temporary = try TemporaryStore()
         for _ in 0..<5 {
             _ = try temporary.store.add(newMessage(), content: sampleContent)
@@ -117,7 +117,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(try temporary.store.claim(owner: "three", limit: 10).map(\.id) == first.map(\.id))
     }
 
-    @Test func expiredLeaseCanBeClaimedAgain() throws {
+    @Test func expiredLeaseClaimedAgain() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(), content: sampleContent)
         let now = Date()
@@ -127,7 +127,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(later.map(\.id) == [stored.id])
     }
 
-    @Test func leaseOfDeadProcessIsReleased() throws {
+    @Test func deadProcessLeaseReleased() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(), content: sampleContent)
         #expect(try temporary.store.claim(owner: "one", limit: 1).count == 1)
@@ -143,7 +143,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(try temporary.store.claim(owner: "two", limit: 1).map(\.id) == [stored.id])
     }
 
-    @Test func heldAndNotYetDueMessagesAreNotClaimed() throws {
+    @Test func heldAndDeferredNotClaimed() throws {
         let temporary = try TemporaryStore()
         let held = try temporary.store.add(newMessage(held: true), content: sampleContent)
         let deferred = try temporary.store.add(newMessage(), content: sampleContent)
@@ -160,7 +160,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(try temporary.store.claim(owner: "two", limit: 10).map(\.id) == [held.id])
     }
 
-    @Test func recordKeepsEachRecipientsState() throws {
+    @Test func recordKeepsRecipientStates() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(["a@example.org", "b@example.org", "c@example.org"]), content: sampleContent)
         _ = try temporary.store.claim(owner: "one", limit: 1)
@@ -179,7 +179,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(message.leaseOwner == nil)
     }
 
-    @Test func retryMovesFailedMessageBackWithFailedRecipientsPending() throws {
+    @Test func retryRequeuesFailedRecipients() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(["a@example.org", "b@example.org"]), content: sampleContent)
         _ = try temporary.store.claim(owner: "one", limit: 1)
@@ -195,7 +195,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(message.recipients.map(\.state) == [.delivered, .pending])
     }
 
-    @Test func holdIsRefusedOutsideTheOutbox() throws {
+    @Test func holdOutsideOutboxRejected() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(folder: .drafts), content: sampleContent)
         #expect(throws: StoreError.self) { try temporary.store.hold(stored.id) }
@@ -210,14 +210,14 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(!FileManager.default.fileExists(atPath: temporary.store.contentURL(id: stored.id).path))
     }
 
-    @Test func deleteIsRefusedWhileAnotherLiveProcessSends() throws {
+    @Test func deleteWhileSendingRejected() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(), content: sampleContent)
         _ = try temporary.store.claim(owner: "one", limit: 1)
         #expect(throws: StoreError.self) { try temporary.store.delete(stored.id) }
     }
 
-    @Test func expediteMakesDeferredMessagesOfOneRouteDue() throws {
+    @Test func expediteAffectsOneRoute() throws {
         let temporary = try TemporaryStore()
         let first = try temporary.store.add(newMessage(route: "a"), content: sampleContent)
         let second = try temporary.store.add(newMessage(route: "b"), content: sampleContent)

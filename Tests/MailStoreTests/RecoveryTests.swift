@@ -4,7 +4,7 @@ import Testing
 
 /// Opening a store finishes what a writer that died part-way left behind.
 @Suite struct RecoveryTests {
-    /// The id of a process that has exited.
+    /// Returns the id of a process that has exited.
     private func deadProcessID() throws -> Int64 {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: "/bin/true")
@@ -28,7 +28,7 @@ import Testing
         return stored.id
     }
 
-    @Test func entryWithContentOfDeadWriterMovesToDrafts() throws {
+    @Test func deadWritersMessageMovesToDrafts() throws {
         let temporary = try TemporaryStore()
         let id = try simulateCrashedWriter(temporary, step: 2)
         #expect(try temporary.store.message(id: id)?.folder == nil)
@@ -37,13 +37,13 @@ import Testing
         #expect(message.folder == .drafts)
         #expect(message.lastError?.contains("Recovered") == true)
         #expect(message.size == sampleContent.count)
-        // It is never sent without the user's say, but can be sent with retry.
+        // It is not sent on its own, but retry sends it.
         #expect(try temporary.store.claim(owner: "one", limit: 10).isEmpty)
         try temporary.store.retry(id)
         #expect(try temporary.store.claim(owner: "one", limit: 10).map(\.id) == [id])
     }
 
-    @Test func entryWithoutContentOfDeadWriterIsRemoved() throws {
+    @Test func deadWritersEmptyEntryRemoved() throws {
         let temporary = try TemporaryStore()
         let id = try simulateCrashedWriter(temporary, step: 1)
         let reopened = try temporary.reopen()
@@ -51,7 +51,7 @@ import Testing
         #expect(try reopened.counts().isEmpty)
     }
 
-    @Test func entryOfLiveWriterIsLeftAlone() throws {
+    @Test func liveWritersEntryKept() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(), content: sampleContent)
         try temporary.store.withLock { () throws(StoreError) in
@@ -64,7 +64,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: reopened.contentURL(id: stored.id).path))
     }
 
-    @Test func temporaryFileOfDeadWriterIsRemoved() throws {
+    @Test func deadWritersTemporaryFileRemoved() throws {
         let temporary = try TemporaryStore()
         let tmp = temporary.folder.appendingPathComponent("tmp")
         let dead = tmp.appendingPathComponent("0000000000000abcdef1.\(try deadProcessID())")
@@ -76,7 +76,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: live.path))
     }
 
-    @Test func lostIndexIsRebuiltWithMessagesInDrafts() throws {
+    @Test func lostIndexRebuiltIntoDrafts() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(), content: sampleContent)
         for suffix in ["", "-wal", "-shm"] {

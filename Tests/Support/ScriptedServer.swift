@@ -163,6 +163,14 @@ public final class ScriptedServer: Sendable {
         core.stop()
     }
 
+    /// Returns a port of 127.0.0.1 that nothing listens on: a server's port, after it stopped.
+    public static func closedPort() throws -> UInt16 {
+        let server = try ScriptedServer(script: [.close])
+        let port = server.port
+        server.stop()
+        return port
+    }
+
     /// A snapshot of every connection accepted so far, in the order accepted.
     public var connections: [ConnectionRecord] {
         core.state.withLock { $0.records }
