@@ -95,6 +95,10 @@ struct QueuedSend {
         switch message.folder {
         case .sent:
             return .success
+        case .outbox where message.attempts == 0:
+            // Another process, such as 'outbox queue run', claimed the message first.
+            console.printError("outbox send: queued as \(message.id); another process is sending it.")
+            return .success
         case .outbox:
             let when = message.nextAttempt.map { " after \(QueueCommand.format($0))" } ?? ""
             console.printError(
