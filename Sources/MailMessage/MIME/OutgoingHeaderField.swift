@@ -8,6 +8,8 @@ public struct HeaderValueError: Error, Sendable, Hashable, CustomStringConvertib
         case invalidFieldName
         /// A word of a structured value does not fit in a line of 998 octets.
         case lineTooLong
+        /// A media type is not of the form `type/subtype` with tokens of RFC 2045.
+        case invalidMediaType(String)
     }
 
     /// The field name as the caller gave it.
@@ -22,6 +24,9 @@ public struct HeaderValueError: Error, Sendable, Hashable, CustomStringConvertib
                 + "Remove it, or pass the parts as separate values."
         case .invalidFieldName:
             return "The header field name \"\(name)\" is invalid: use printable ASCII letters, digits and hyphens, without a colon."
+        case .invalidMediaType(let mediaType):
+            return "The media type \(mediaType.debugDescription) in the \(name) header field is invalid: "
+                + "use the form type/subtype, such as application/pdf."
         case .lineTooLong:
             return "The value of the \(name) header field contains a word longer than the 998-octet line limit of RFC 5322."
         }
@@ -142,6 +147,13 @@ public struct OutgoingHeaderField: Sendable, Hashable {
     }
 
     // MARK: Helpers
+
+    /// Checks that `mediaType` is `type/subtype` with both parts tokens (RFC 2045 section 5.1).
+    static func validate(mediaType: String, fieldName: String) throws(HeaderValueError) {
+        let parts = mediaType.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        let isValid = parts.count == 2 && parts.allSatisfy { !$0.isEmpty && $0.allSatisfy(ParameterValue.isTokenCharacter) }
+        guard isValid else { throw HeaderValueError(fieldName: fieldName, reason: .invalidMediaType(mediaType)) }
+    }
 
     static func validate(name: String, value: String) throws(HeaderValueError) {
         let nameIsValid = !name.isEmpty && name.utf8.allSatisfy(MailCharacters.isFieldNameText)
