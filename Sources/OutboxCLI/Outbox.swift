@@ -15,6 +15,7 @@ public enum OutboxCommand {
           capture   Run a local SMTP server that saves every message it receives to a Maildir.
           check     Connect to a server and show its extensions, TLS certificate and login
                     result, without sending mail.
+          compose   Build a MIME message with attachments and print it, for 'outbox send -t'.
           help      Show help for a command: outbox help send.
 
         Options:
@@ -43,6 +44,8 @@ public enum OutboxCommand {
             return await CaptureCommand.run(rest, console: console).rawValue
         case "check":
             return await CheckCommand.run(rest, console: console).rawValue
+        case "compose":
+            return await ComposeCommand.run(rest, console: console).rawValue
         case "help", "-h", "--help":
             switch rest.first {
             case nil:
@@ -55,6 +58,8 @@ public enum OutboxCommand {
                 console.print(CaptureCommand.help)
             case "check":
                 console.print(CheckCommand.help)
+            case "compose":
+                console.print(ComposeCommand.help)
             case let other?:
                 console.printError("outbox: unknown command \"\(other)\". Run 'outbox --help' for the commands.")
                 return ExitCode.usage.rawValue

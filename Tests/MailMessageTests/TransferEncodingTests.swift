@@ -211,3 +211,12 @@ extension Array where Element == UInt8 {
         return result
     }
 }
+
+struct RiskyLineTests {
+    @Test func loneDotAndFromLinesNeedQuotedPrintable() {
+        #expect(ContentTransferEncoding.choose(for: Array("a\n.\nb\n".utf8), isText: true) == .quotedPrintable)
+        #expect(ContentTransferEncoding.choose(for: Array("a\r\n.".utf8), isText: true) == .quotedPrintable)
+        #expect(ContentTransferEncoding.choose(for: Array("a\nFrom me\n".utf8), isText: true) == .quotedPrintable)
+        #expect(ContentTransferEncoding.choose(for: Array("a\n..\n.b\n From\nFrom\n".utf8), isText: true) == .sevenBit)
+    }
+}

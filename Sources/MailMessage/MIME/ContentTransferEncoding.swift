@@ -21,16 +21,18 @@ public enum ContentTransferEncoding: String, Sendable, Hashable, CaseIterable {
 
     /// Returns the encoding for content of the given kind.
     ///
-    /// Text that is ASCII, without NUL or a CR outside a CR LF and with lines of at most 998 octets, is
-    /// `7bit`. Other text is `8bit` when `allows8bit` is true (the server offers 8BITMIME and the user
+    /// Text that is ASCII, without NUL or a CR outside a CR LF, with lines of at most 998 octets and
+    /// without a line that is only "." or starts with "From ", is `7bit`. Quoted-printable protects those
+    /// two kinds of line from sendmail's end of input and from mbox readers. Other text is `8bit` when `allows8bit` is true (the server offers 8BITMIME and the user
     /// allows it) and it has no NUL, no bare CR and no line over 998 octets. Otherwise text is
     /// quoted-printable, unless more than a third of the bytes are not ASCII, as in most Chinese or Japanese
     /// text, which is then base64 because that is much shorter. Content that is not text is always base64.
     public static func choose(for content: ContentSummary, isText: Bool, allows8bit: Bool = false) -> Self {
         guard isText else { return .base64 }
         let hasLongLines = content.maximumLineLength > 998
+        let hasRiskyLines = content.hasLoneDotLine || content.hasFromLine
         if !hasLongLines && !content.hasNUL && !content.hasBareCarriageReturn {
-            if content.nonASCIICount == 0 { return .sevenBit }
+            if content.nonASCIICount == 0 && !hasRiskyLines { return .sevenBit }
             if allows8bit { return .eightBit }
         }
         // Quoted-printable takes 3 characters per non-ASCII byte, so above a third it is at least 5/3 the
@@ -59,8 +61,18 @@ public struct ContentSummary: Sendable, Hashable {
     /// Length in octets of the longest line, without its line end.
     public private(set) var maximumLineLength = 0
 
+    /// Whether a line is only ".", which ends the input of sendmail without -i.
+    public var hasLoneDotLine: Bool {
+        sawLoneDotLine || currentLinePrefix == [UInt8(ascii: ".")]
+    }
+    /// Whether a line starts with "From ", which mbox readers change to ">From ".
+    public private(set) var hasFromLine = false
+
     private var currentLineLength = 0
     private var previousWasCarriageReturn = false
+    private var sawLoneDotLine = false
+    /// The first bytes of the current line, up to 5, without CR.
+    private var currentLinePrefix: [UInt8] = []
 
     /// Creates an empty summary.
     public init() {}
@@ -75,10 +87,16 @@ public struct ContentSummary: Sendable, Hashable {
             previousWasCarriageReturn = byte == 13
             switch byte {
             case 10:
+                if currentLinePrefix == [UInt8(ascii: ".")] { sawLoneDotLine = true }
                 currentLineLength = 0
+                currentLinePrefix.removeAll(keepingCapacity: true)
             case 13:
                 break
             default:
+                if currentLinePrefix.count < 5 {
+                    currentLinePrefix.append(byte)
+                    if currentLinePrefix.elementsEqual("From ".utf8) { hasFromLine = true }
+                }
                 if byte >= 0x80 { nonASCIICount += 1 }
                 if byte == 0 { hasNUL = true }
                 currentLineLength += 1

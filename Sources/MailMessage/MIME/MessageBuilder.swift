@@ -256,9 +256,18 @@ struct BuildContext {
             case .uuencoded: break
             }
             encoding = ContentTransferEncoding.choose(for: summary, isText: true, allows8bit: allows8bit)
-            // NOTE: RFC 2046 allows only 7bit, 8bit and binary for message/rfc822. An attached message that
-            // is not 7-bit clean is base64-encoded when 8bit is not allowed, which most readers still open.
-            if isMessage && encoding == .quotedPrintable { encoding = .base64 }
+            if isMessage {
+                let isClean = !summary.hasNUL && !summary.hasBareCarriageReturn && summary.maximumLineLength <= 998
+                if isClean && summary.nonASCIICount == 0 {
+                    encoding = .sevenBit
+                } else if isClean && allows8bit {
+                    encoding = .eightBit
+                } else {
+                    // NOTE: RFC 2046 allows only 7bit, 8bit and binary for message/rfc822. An attached message
+                    // that is not 7-bit clean is base64-encoded here, which most readers still open.
+                    encoding = .base64
+                }
+            }
         }
         var parameters = attachment.parameters
         if !parameters.contains(where: { $0.name.lowercased() == "name" }) && !isMessage {
