@@ -70,6 +70,8 @@ public struct MIMEPart: Sendable {
         case .multipart:
             result.append(try .parameterized("Content-Type", mediaType, parameters: parameters.map { ($0.name, $0.value) } + [("boundary", boundary)]))
         case .content:
+            // A multipart leaf only comes from copying a parsed multipart body that has no parts, and its
+            // parameters still contain its boundary.
             result.append(try .parameterized("Content-Type", mediaType, parameters: parameters.map { ($0.name, $0.value) }))
             result.append(try .structured("Content-Transfer-Encoding", words: [transferEncoding.rawValue]))
         }

@@ -48,15 +48,50 @@ public struct OutgoingHeaderField: Sendable, Hashable {
 
     /// The field name.
     public let name: String
+    /// The field as written, from the name to the end of its last line, without the final CR LF, as bytes.
+    /// A copied field may contain bytes that are not UTF-8.
+    public let lineBytes: [UInt8]
+
     /// The field as written, from the name to the end of its last line, without the final CR LF.
-    public let line: String
+    public var line: String { String(decoding: lineBytes, as: UTF8.self) }
 
     /// The whole field with its final CR LF, as bytes.
-    public var bytes: [UInt8] { Array(line.utf8) + [13, 10] }
+    public var bytes: [UInt8] { lineBytes + [13, 10] }
 
     private init(name: String, line: String) {
         self.name = name
-        self.line = line
+        self.lineBytes = Array(line.utf8)
+    }
+
+    private init(name: String, lineBytes: [UInt8]) {
+        self.name = name
+        self.lineBytes = lineBytes
+    }
+
+    /// Creates a field with the name and raw value of a parsed field, for writing a parsed message again.
+    /// Line ends become CR LF and a CR that is not part of a line end becomes a space, so the copy is
+    /// still one field.
+    public static func copying(_ field: HeaderField) -> Self {
+        var line = Array(field.name.utf8) + [UInt8(ascii: ":")]
+        let raw = field.rawValue
+        var index = 0
+        while index < raw.count {
+            let byte = raw[index]
+            if byte == 13 && index + 1 < raw.count && raw[index + 1] == 10 {
+                line += [13, 10]
+                index += 2
+                continue
+            }
+            if byte == 10 {
+                line += [13, 10]
+            } else if byte == 13 || byte == 0 {
+                line.append(32)
+            } else {
+                line.append(byte)
+            }
+            index += 1
+        }
+        return Self(name: field.name, lineBytes: line)
     }
 
     // MARK: Factories

@@ -131,8 +131,8 @@ public enum QuotedPrintableDecoder {
     /// Returns the decoded bytes of `encoded`.
     ///
     /// White space at the end of a line is dropped, as the encoder must have encoded any that belonged to
-    /// the content. A soft line break ("=" at the end of a line) joins two lines, and hard line ends
-    /// become CR LF. An "=" followed by anything other than two hexadecimal digits is kept as it is.
+    /// the content. A soft line break ("=" at the end of a line) joins two lines, and a hard line end is
+    /// kept as it is, CR LF or LF. An "=" followed by anything other than two hexadecimal digits is kept as it is.
     public static func decode(_ encoded: some Collection<UInt8>) -> [UInt8] {
         let bytes = Array(encoded)
         var output: [UInt8] = []
@@ -143,7 +143,8 @@ public enum QuotedPrintableDecoder {
             while lineEnd < bytes.count && bytes[lineEnd] != 10 { lineEnd += 1 }
             let hasLineEnd = lineEnd < bytes.count
             var contentEnd = lineEnd
-            if hasLineEnd && contentEnd > lineStart && bytes[contentEnd - 1] == 13 { contentEnd -= 1 }
+            let hasCarriageReturn = hasLineEnd && contentEnd > lineStart && bytes[contentEnd - 1] == 13
+            if hasCarriageReturn { contentEnd -= 1 }
             while contentEnd > lineStart && (bytes[contentEnd - 1] == 32 || bytes[contentEnd - 1] == 9) {
                 contentEnd -= 1
             }
@@ -154,7 +155,7 @@ public enum QuotedPrintableDecoder {
             }
             decodeLine(bytes[lineStart..<contentEnd], into: &output)
             if hasLineEnd && !softBreak {
-                output.append(contentsOf: [13, 10])
+                output.append(contentsOf: hasCarriageReturn ? [13, 10] : [10])
             }
             lineStart = lineEnd + 1
         }
