@@ -14,8 +14,10 @@ let package = Package(
         // The SMTP protocol without I/O: commands, replies, capabilities, the client state machine
         // and the DATA transparency transform.
         .target(name: "SMTPCore", dependencies: ["COpenSSL"]),
-        // RFC 5322 messages: header fields and addresses.
-        .target(name: "MailMessage"),
+        // RFC 5322 messages: header fields and addresses. MIME: builder, writer, parser, encoders, charsets.
+        .target(name: "MailMessage", dependencies: ["CIDN2"]),
+        // libidn2 from Debian's libidn2-dev, for IDNA 2008 domain names with the UTS #46 mapping.
+        .systemLibrary(name: "CIDN2", pkgConfig: "libidn2", providers: [.apt(["libidn2-dev"])]),
         // Sockets, timeouts and the driver that runs the SMTPCore state machine over a connection.
         .target(name: "SMTPClient", dependencies: ["SMTPCore", "COpenSSL"]),
         // The message store: folders, the SQLite index, leases and crash recovery.
