@@ -53,7 +53,7 @@ public enum IDNA {
 }
 
 extension MailAddress {
-    /// The address for an SMTP envelope without SMTPUTF8: the local part with the domain in A-labels.
+    /// Returns the address for an SMTP envelope without SMTPUTF8: the local part with the domain in A-labels.
     ///
     /// - Throws: `IDNAError` when the domain is not a valid internationalized domain name.
     public func addrSpecWithASCIIDomain() throws(IDNAError) -> String {
