@@ -27,7 +27,8 @@ enum ComposeCommand {
           --html FILE          Add the HTML in FILE (UTF-8) as an alternative to the text.
           --inline FILE        Add the image FILE for the HTML to show inline, with the
                                Content-ID of its file name: <img src="cid:logo.png">.
-                               Repeat for more images.
+                               The name must be ASCII without spaces. Repeat for
+                               more images.
           --from ADDRESS       The From address. Default: the EMAIL environment variable.
           -c, --cc ADDRESS     Add Cc recipients. Repeat or separate with commas.
           -b, --bcc ADDRESS    Add Bcc recipients. Repeat or separate with commas.

@@ -288,6 +288,19 @@ struct MessageBuilderTests {
         image.contentID = injected
         builder.inlineImages = [image]
         cases.append(builder)
+        for name in ["Bcc", "bcc", "Content-Type", "MIME-Version", "From"] {
+            builder = base
+            builder.customFields = [(name, "value")]
+            cases.append(builder)
+        }
+        for id in ["two words@example.test", "<a@b> <c@d>", "no-at-sign", "@example.test", "ünï@example.test", ""] {
+            builder = base
+            builder.messageID = id
+            cases.append(builder)
+            builder = base
+            builder.references = [id]
+            cases.append(builder)
+        }
         for (index, builder) in cases.enumerated() {
             #expect(throws: MessageBuildError.self, "case \(index)") { try builder.build() }
         }

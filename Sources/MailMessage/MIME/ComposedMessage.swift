@@ -114,6 +114,24 @@ enum MessageIdentifiers {
         id.hasPrefix("<") && id.hasSuffix(">") ? id : "<" + id + ">"
     }
 
+    /// Returns `id` in angle brackets after checking that it is one msg-id of RFC 5322 section 3.6.4 in
+    /// its common form: printable ASCII, no white space, no angle brackets inside and one "@" that is
+    /// neither first nor last. A Content-ID may lack the "@", as in `<logo.png>`, because mail readers
+    /// accept that and HTML refers to it as `cid:logo.png`.
+    static func validated(_ id: String, fieldName: String) throws(HeaderValueError) -> String {
+        let bracketed = bracketed(id)
+        let inner = bracketed.utf8.dropFirst().dropLast()
+        let isPrintable = inner.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "<") && $0 != UInt8(ascii: ">") }
+        let at = inner.firstIndex(of: UInt8(ascii: "@"))
+        let hasOneAt = at != nil && inner.filter { $0 == UInt8(ascii: "@") }.count == 1
+            && at != inner.startIndex && inner.index(after: at!) != inner.endIndex
+        let needsAt = fieldName != "Content-ID"
+        guard isPrintable && !inner.isEmpty && (hasOneAt || !needsAt) else {
+            throw HeaderValueError(fieldName: fieldName, reason: .invalidMessageID(id))
+        }
+        return bracketed
+    }
+
     /// Returns a boundary: "=_" followed by 28 random letters and digits. "=_" cannot occur in
     /// quoted-printable or base64 output, so only 7bit and 8bit content needs to be searched for it.
     static func boundary() -> String {

@@ -87,7 +87,7 @@ public struct MessageBuilder: Sendable {
         let messageID = self.messageID ?? MessageIdentifiers.generate(domain: firstFrom.domain)
         var fields: [OutgoingHeaderField] = []
         var bccField: OutgoingHeaderField?
-        do {
+        do throws(HeaderValueError) {
             fields.append(try .structured("Date", words: MessageDate.format(date ?? Date()).split(separator: " ").map(String.init)))
             fields.append(try .addresses("From", from))
             if let sender { fields.append(try .addresses("Sender", [sender])) }
@@ -96,9 +96,15 @@ public struct MessageBuilder: Sendable {
             if !cc.isEmpty { fields.append(try .addresses("Cc", cc)) }
             if !bcc.isEmpty { bccField = try .addresses("Bcc", bcc) }
             if let subject { fields.append(try .text("Subject", subject)) }
-            fields.append(try .structured("Message-ID", words: [MessageIdentifiers.bracketed(messageID)]))
-            if !inReplyTo.isEmpty { fields.append(try .structured("In-Reply-To", words: inReplyTo.map(MessageIdentifiers.bracketed))) }
-            if !references.isEmpty { fields.append(try .structured("References", words: references.map(MessageIdentifiers.bracketed))) }
+            fields.append(try .structured("Message-ID", words: [MessageIdentifiers.validated(messageID, fieldName: "Message-ID")]))
+            if !inReplyTo.isEmpty {
+                let ids = try inReplyTo.map { (id: String) throws(HeaderValueError) in try MessageIdentifiers.validated(id, fieldName: "In-Reply-To") }
+                fields.append(try .structured("In-Reply-To", words: ids))
+            }
+            if !references.isEmpty {
+                let ids = try references.map { (id: String) throws(HeaderValueError) in try MessageIdentifiers.validated(id, fieldName: "References") }
+                fields.append(try .structured("References", words: ids))
+            }
             if let priority {
                 let (xPriority, importance) = switch priority {
                 case .high: ("1 (Highest)", "high")
@@ -112,6 +118,9 @@ public struct MessageBuilder: Sendable {
                 fields.append(try .addresses("Disposition-Notification-To", [firstFrom]))
             }
             for (name, value) in customFields {
+                if Self.reservedFieldNames.contains(name.lowercased()) || name.lowercased().hasPrefix("content-") {
+                    throw HeaderValueError(fieldName: name, reason: .reservedFieldName)
+                }
                 fields.append(try .text(name, value))
             }
             fields.append(try .structured("MIME-Version", words: ["1.0"]))
@@ -123,6 +132,12 @@ public struct MessageBuilder: Sendable {
             fields: fields, bccField: bccField, root: root, envelopeSender: sender ?? firstFrom,
             envelopeRecipients: recipients, messageID: MessageIdentifiers.bracketed(messageID), warnings: context.warnings)
     }
+
+    /// Fields that the builder writes from its properties. Content-* fields are reserved too.
+    private static let reservedFieldNames: Set<String> = [
+        "from", "sender", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "in-reply-to",
+        "references", "mime-version", "x-priority", "importance", "disposition-notification-to",
+    ]
 
     private static func unique(_ addresses: [MailAddress]) -> [MailAddress] {
         var seen: Set<String> = []
@@ -279,7 +294,7 @@ struct BuildContext {
             fields.append(try .parameterized("Content-Disposition", disposition, parameters: [("filename", attachment.fileName)]))
             if disposition == "inline" || attachment.contentID != nil {
                 let contentID = attachment.contentID ?? MessageIdentifiers.generate(domain: "inline.invalid")
-                fields.append(try .structured("Content-ID", words: [MessageIdentifiers.bracketed(contentID)]))
+                fields.append(try .structured("Content-ID", words: [MessageIdentifiers.validated(contentID, fieldName: "Content-ID")]))
             }
         } catch {
             throw MessageBuildError.invalidHeader(error)

@@ -10,6 +10,10 @@ public struct HeaderValueError: Error, Sendable, Hashable, CustomStringConvertib
         case lineTooLong
         /// A media type is not of the form `type/subtype` with tokens of RFC 2045.
         case invalidMediaType(String)
+        /// A message ID or content ID is not of the form `<left@right>` in printable ASCII without white space.
+        case invalidMessageID(String)
+        /// A custom field has a name that the builder writes itself, such as Bcc or Content-Type.
+        case reservedFieldName
     }
 
     /// The field name as the caller gave it.
@@ -27,6 +31,12 @@ public struct HeaderValueError: Error, Sendable, Hashable, CustomStringConvertib
         case .invalidMediaType(let mediaType):
             return "The media type \(mediaType.debugDescription) in the \(name) header field is invalid: "
                 + "use the form type/subtype, such as application/pdf."
+        case .invalidMessageID(let id):
+            return "The ID \(id.debugDescription) in the \(name) header field is invalid: "
+                + "use the form <left@right> with printable ASCII and no white space, such as <part1@example.org>."
+        case .reservedFieldName:
+            return "The header field \(name) cannot be a custom field, because the message builder writes it: "
+                + "set the matching builder property instead."
         case .lineTooLong:
             return "The value of the \(name) header field contains a word longer than the 998-octet line limit of RFC 5322."
         }
