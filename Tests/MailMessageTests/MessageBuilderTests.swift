@@ -357,3 +357,33 @@ extension SeededBytes {
         return copy.bytes(count)
     }
 }
+
+struct MessageWriterStreamingTests {
+    @Test func largeFileArrivesInBoundedChunks() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stream-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("big.bin")
+        let content = SeededBytes(seed: 12).bytesArray(3 * 1024 * 1024 + 17)
+        try Data(content).write(to: file)
+
+        var builder = MessageBuilder()
+        builder.from = [try MailAddress(parsing: "a@example.test")]
+        builder.text = "big file"
+        builder.attachments = [Attachment(path: file.path)]
+        let message = try builder.build()
+        let chunkSize = 64 * 1024
+        var chunks: [[UInt8]] = []
+        try message.write(chunkSize: chunkSize) { chunks.append($0) }
+
+        #expect(chunks.count > 40)
+        // One chunk holds at most the buffer before the last append plus one encoded 57 KiB read.
+        let largest = chunks.map(\.count).max() ?? 0
+        #expect(largest < chunkSize + 80 * 1024, "chunk of \(largest) bytes")
+        let bytes = chunks.flatMap { $0 }
+        let parsed = MIMEMessage(parsing: bytes)
+        let entities = parsed.root.walk()
+        #expect(entities.map(\.mediaType) == ["multipart/mixed", "text/plain", "application/octet-stream"])
+        #expect(parsed.decodedBody(of: entities[2]) == content)
+    }
+}

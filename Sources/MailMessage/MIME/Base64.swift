@@ -113,7 +113,7 @@ public struct Base64Encoder: Sendable {
 }
 
 /// Decoding of base64 bodies, which skips line ends and any other character outside the base64 alphabet,
-/// as RFC 2045 section 6.8 asks of decoders, and stops at the first "=".
+/// as RFC 2045 section 6.8 requires of decoders, and stops at the first "=".
 public enum Base64Decoder {
     private static let values: [UInt8] = {
         var table = [UInt8](repeating: 0xFF, count: 256)

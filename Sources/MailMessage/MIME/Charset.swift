@@ -31,7 +31,7 @@ public enum Charset {
         }
     }
 
-    /// Whether glibc's iconv can convert between UTF-8 and the charset `name`.
+    /// Returns whether glibc's iconv can convert between UTF-8 and the charset `name`.
     public static func isSupported(_ name: String) -> Bool {
         guard let descriptor = open(from: "UTF-8", to: name) else { return false }
         iconv_close(descriptor)

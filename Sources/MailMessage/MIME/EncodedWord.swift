@@ -105,7 +105,7 @@ public enum EncodedWord {
     // MARK: - Decoding
 
     /// Returns `value` with its encoded words decoded and white space between adjacent encoded words
-    /// removed, as RFC 2047 section 6.2 asks.
+    /// removed, as RFC 2047 section 6.2 requires.
     ///
     /// Words in charsets other than UTF-8, US-ASCII and ISO-8859-1 are converted through iconv. A word
     /// that is malformed or names a charset that iconv does not know is kept as written. An RFC 2231
@@ -157,8 +157,10 @@ public enum EncodedWord {
             index += 1
         }
         guard fields.count == 3, !fields[0].isEmpty else { return nil }
+
         let charset = String(decoding: fields[0].prefix { $0 != UInt8(ascii: "*") }, as: UTF8.self)
         let payload = fields[2]
+
         let decoded: [UInt8]
         switch fields[1] {
         case [UInt8(ascii: "B")], [UInt8(ascii: "b")]:

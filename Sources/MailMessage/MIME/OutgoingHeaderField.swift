@@ -18,6 +18,7 @@ public struct HeaderValueError: Error, Sendable, Hashable, CustomStringConvertib
 
     /// The field name as the caller gave it.
     public let fieldName: String
+    /// The reason the value was rejected.
     public let reason: Reason
 
     public var description: String {
@@ -162,10 +163,10 @@ public struct OutgoingHeaderField: Sendable, Hashable {
 
     /// Creates a field with a value and MIME parameters, such as Content-Type or Content-Disposition.
     ///
-    /// A parameter value that is a token is written as it is, other printable ASCII as a quoted string,
-    /// and anything else, or a value that does not fit in a line, in the RFC 2231 form
-    /// (`filename*=UTF-8''%E2%82%AC.txt`), split into numbered sections between whole characters when it
-    /// is long. RFC 2047 encoded words are never used in parameters.
+    /// A parameter value that is a token is written as it is, and other short printable ASCII as a quoted
+    /// string. Any other value takes the RFC 2231 form (`filename*=UTF-8''%E2%82%AC.txt`), split into
+    /// numbered sections between whole characters when it is long. RFC 2047 encoded words are never used
+    /// in parameters.
     ///
     /// - Throws: `HeaderValueError` when a name or value contains CR, LF or NUL or a name is invalid.
     public static func parameterized(_ name: String, _ value: String, parameters: [(String, String)]) throws(HeaderValueError) -> Self {

@@ -38,12 +38,12 @@ public enum ParameterValue {
         }
     }
 
-    /// Whether `byte` may appear in a token (RFC 2045 section 5.1): printable ASCII other than tspecials.
+    /// Returns whether `byte` may appear in a token (RFC 2045 section 5.1): printable ASCII other than tspecials.
     static func isTokenCharacter(_ byte: UInt8) -> Bool {
         byte > 0x20 && byte < 0x7F && !"()<>@,;:\\\"/[]?=".utf8.contains(byte)
     }
 
-    /// Whether `byte` may appear unencoded in an RFC 2231 extended value (attribute-char).
+    /// Returns whether `byte` may appear unencoded in an RFC 2231 extended value (attribute-char).
     static func isAttributeCharacter(_ byte: UInt8) -> Bool {
         isTokenCharacter(byte) && byte != UInt8(ascii: "*") && byte != UInt8(ascii: "'") && byte != UInt8(ascii: "%")
     }
