@@ -157,7 +157,7 @@ struct HeaderPythonOracleTests {
     /// Prints the decoded Subject, the To addresses and the filename parameter of a header section.
     /// Display names are decoded with `email.header.decode_header`, because the phrase parser of
     /// Python 3.11's default policy puts a space between adjacent encoded words, which RFC 2047
-    /// section 6.2 says to drop.
+    /// section 6.2 requires decoders to drop.
     static let script = """
         import sys, email, email.policy, email.header, email.utils, json
         data = open(sys.argv[1], 'rb').read()

@@ -377,7 +377,7 @@ struct MessageWriterStreamingTests {
         try message.write(chunkSize: chunkSize) { chunks.append($0) }
 
         #expect(chunks.count > 40)
-        // One chunk holds at most the buffer before the last append plus one encoded 57 KiB read.
+        // One chunk contains at most the buffer before the last append plus one encoded 57 KiB read.
         let largest = chunks.map(\.count).max() ?? 0
         #expect(largest < chunkSize + 80 * 1024, "chunk of \(largest) bytes")
         let bytes = chunks.flatMap { $0 }

@@ -168,6 +168,7 @@ private struct ParameterScanner {
         }
         index += 1
         skipWhiteSpaceAndComments()
+
         var value: [UInt8] = []
         var quoted = false
         if index < bytes.count && bytes[index] == UInt8(ascii: "\"") {

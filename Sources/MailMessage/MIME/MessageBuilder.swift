@@ -90,12 +90,14 @@ public struct MessageBuilder: Sendable {
         do throws(HeaderValueError) {
             fields.append(try .structured("Date", words: MessageDate.format(date ?? Date()).split(separator: " ").map(String.init)))
             fields.append(try .addresses("From", from))
+
             if let sender { fields.append(try .addresses("Sender", [sender])) }
             if !replyTo.isEmpty { fields.append(try .addresses("Reply-To", replyTo)) }
             if !to.isEmpty { fields.append(try .addresses("To", to)) }
             if !cc.isEmpty { fields.append(try .addresses("Cc", cc)) }
             if !bcc.isEmpty { bccField = try .addresses("Bcc", bcc) }
             if let subject { fields.append(try .text("Subject", subject)) }
+
             fields.append(try .structured("Message-ID", words: [MessageIdentifiers.validated(messageID, fieldName: "Message-ID")]))
             if !inReplyTo.isEmpty {
                 let ids = try inReplyTo.map { (id: String) throws(HeaderValueError) in try MessageIdentifiers.validated(id, fieldName: "In-Reply-To") }
@@ -105,6 +107,7 @@ public struct MessageBuilder: Sendable {
                 let ids = try references.map { (id: String) throws(HeaderValueError) in try MessageIdentifiers.validated(id, fieldName: "References") }
                 fields.append(try .structured("References", words: ids))
             }
+
             if let priority {
                 let (xPriority, importance) = switch priority {
                 case .high: ("1 (Highest)", "high")
