@@ -44,8 +44,10 @@ enum ComposeCommand {
           -o, --output PATH    Write the message to PATH instead of standard output.
           -h, --help           Show this help.
 
-        The message is 7-bit: text that is not ASCII is quoted-printable or base64, and
-        header fields use RFC 2047 and RFC 2231 encodings.
+        The message is 7-bit: text that is not ASCII is quoted-printable or base64, header
+        fields use RFC 2047 and RFC 2231 encodings, and domains are written in A-labels
+        (xn--...). Only an address whose local part is not ASCII stays UTF-8, and sending
+        to or from it needs a server that offers SMTPUTF8.
 
         Exit status: 0 on success; 64 (EX_USAGE) for a wrong command line or an invalid
         address; 65 (EX_DATAERR) when the text is not UTF-8 or a value is invalid;
@@ -123,7 +125,8 @@ enum ComposeCommand {
                 defer { try? handle.close() }
                 try message.write(includingBcc: includingBcc, to: handle)
             } else {
-                // The message is 7-bit ASCII, so each chunk is also valid UTF-8 text.
+                // The message is 7-bit ASCII apart from UTF-8 local parts, so each chunk is valid UTF-8
+                // text, because the writer never splits a header field between chunks.
                 try message.write(includingBcc: includingBcc) { chunk in
                     console.writeOutput(String(decoding: chunk, as: UTF8.self))
                 }

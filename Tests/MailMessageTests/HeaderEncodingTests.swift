@@ -189,3 +189,39 @@ struct HeaderPythonOracleTests {
         }
     }
 }
+
+struct HeaderPropertyTests {
+    /// Scalars for random values: ASCII letters and punctuation, white space, control characters other
+    /// than CR, LF and NUL, Latin and CJK letters, combining marks, emoji with modifiers and joiners.
+    static let scalars: [Unicode.Scalar] = Array("aZ09 ,;:\"'()<>=?_.-\t".unicodeScalars)
+        + ["\u{1}", "\u{7F}", "é", "ß", "Ж", "日", "本", "\u{301}", "\u{302}", "👍", "\u{1F3FD}", "\u{200D}", "👩", "🇩", "🇪", "\u{FEFF}"]
+
+    @Test func randomTextRoundTrips() throws {
+        var random = SeededBytes(seed: 13)
+        for round in 0..<300 {
+            let length = Int(random.next()) % 120 + Int(random.next()) % 3 * 200
+            var text = ""
+            for _ in 0..<length {
+                text.unicodeScalars.append(Self.scalars[Int(random.next()) % Self.scalars.count])
+            }
+            let field = try OutgoingHeaderField.text("X-Random", text)
+            #expect(field.line.utf8.allSatisfy { $0 < 0x80 }, "round \(round)")
+            for line in field.line.components(separatedBy: "\r\n") {
+                #expect(line.utf8.count <= OutgoingHeaderField.maximumLineLength, "round \(round)")
+            }
+            let section = try HeaderSection(parsing: field.bytes + [13, 10])
+            #expect(section.fields.count == 1, "round \(round)")
+            let decoded = EncodedWord.decode(String(decoding: section.fields[0].unfoldedValue, as: UTF8.self))
+            let trimmed = text.trimmingCharacters(in: CharacterSet(charactersIn: " \t"))
+            #expect(decoded == text || decoded == trimmed, "round \(round): \(text.debugDescription)")
+        }
+    }
+
+    @Test func domainsBecomeALabels() throws {
+        let field = try OutgoingHeaderField.addresses("To", [try MailAddress(parsing: "Jörg <joerg@bücher.example>")])
+        #expect(field.line.hasSuffix(" <joerg@xn--bcher-kva.example>"))
+        #expect(field.line.utf8.allSatisfy { $0 < 0x80 })
+        let utf8Local = try OutgoingHeaderField.addresses("To", [try MailAddress(parsing: "jörg@bücher.example")])
+        #expect(utf8Local.line == "To: jörg@bücher.example")
+    }
+}

@@ -46,8 +46,8 @@ public struct HeaderValueError: Error, Sendable, Hashable, CustomStringConvertib
 
 /// One header field ready to be written: its name and its value, already encoded and folded.
 ///
-/// Values are encoded so that the field is 7-bit ASCII, except for addresses whose local part or domain is
-/// not ASCII, which need SMTPUTF8 anyway and stay UTF-8 (RFC 6532). Lines are folded at white space to at
+/// Values are encoded so that the field is 7-bit ASCII, except for addresses whose local part is not
+/// ASCII, which need SMTPUTF8 anyway and stay UTF-8 (RFC 6532). Other domains are written in A-labels. Lines are folded at white space to at
 /// most 78 characters where the words allow, and never beyond 998. Parsing the written field with
 /// `HeaderSection` gives one field with the same name, whose unfolded value decodes
 /// (`EncodedWord.decode`) to the value given, apart from white space at its ends.
@@ -217,8 +217,14 @@ public struct OutgoingHeaderField: Sendable, Hashable {
         return field
     }
 
+    /// Returns a mailbox as words. A domain that is not ASCII is written in A-labels when the local part
+    /// is ASCII, so the field stays 7-bit. A local part that is not ASCII needs SMTPUTF8 anyway, so such
+    /// an address, and a domain that IDNA rejects, is written as UTF-8 (RFC 6532).
     private static func mailboxTokens(_ address: MailAddress) -> [String] {
-        let addrSpec = address.addrSpec
+        var addrSpec = address.addrSpec
+        if address.localPart.utf8.allSatisfy({ $0 < 0x80 }), let asciiDomain = try? IDNA.toASCII(address.domain) {
+            addrSpec = address.localPart + "@" + asciiDomain
+        }
         guard let displayName = address.displayName else { return [addrSpec] }
         return phraseTokens(displayName, quotedEmpty: false) + ["<" + addrSpec + ">"]
     }
