@@ -64,7 +64,7 @@ struct Base64EncoderTests {
         }
     }
 
-    @Test func coreutilsDecodes() throws {
+    @Test func coreutilsAndOpenSSLDecode() throws {
         var random = SeededBytes(seed: 3)
         for count in [0, 1, 2, 3, 56, 57, 58, 4096] {
             let data = random.bytes(count)
@@ -74,6 +74,11 @@ struct Base64EncoderTests {
             defer { try? FileManager.default.removeItem(at: file) }
             let decoded = try PythonOracle.runProcess(URL(fileURLWithPath: "/usr/bin/base64"), ["-d", "-i", file.path])
             #expect(decoded == data, "\(count) bytes")
+            let openssl = URL(fileURLWithPath: "/usr/bin/openssl")
+            if FileManager.default.isExecutableFile(atPath: openssl.path) {
+                let opensslDecoded = try PythonOracle.runProcess(openssl, ["base64", "-d", "-in", file.path])
+                #expect(opensslDecoded == data, "openssl, \(count) bytes")
+            }
         }
     }
 }
