@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "SMTPClientTests", dependencies: ["SMTPClient", "SMTPCore", "OutboxTestSupport"]),
         .testTarget(
             name: "OutboxCLITests",
-            dependencies: ["OutboxCLI", "SMTPClient", "SMTPCore", "MailMessage", "OutboxTestSupport"],
+            dependencies: ["OutboxCLI", "SMTPClient", "SMTPCore", "MailMessage", "MailStore", "OutboxTestSupport"],
             resources: [.copy("Fixtures")]
         ),
     ],

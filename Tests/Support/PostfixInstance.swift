@@ -517,7 +517,7 @@ func writeSecretFile(_ file: URL, contents: String) throws {
 /// The kernel picks the port when a socket binds port 0. The socket is closed before this
 /// returns, so another process can still take the port before the caller binds it. Ports in
 /// `excluding` are skipped, because the kernel may pick a port again once its socket is closed.
-func findFreeLoopbackPort(excluding excludedPorts: Set<UInt16> = []) throws -> UInt16 {
+public func findFreeLoopbackPort(excluding excludedPorts: Set<UInt16> = []) throws -> UInt16 {
     for _ in 0..<20 {
         let port = try bindLoopback(family: AF_INET, port: 0)
         if excludedPorts.contains(port) {

@@ -66,18 +66,21 @@ public final class SMTPSink: @unchecked Sendable {
         stop()
     }
 
-    /// Starts smtp-sink with `options` on a free port and waits until it listens.
+    /// Starts smtp-sink with `options` on `port`, or on a free port, and waits until it listens.
     ///
     /// - Parameters:
     ///   - options: smtp-sink options, for example `["-Q", "DATA"]`. Leave out the address and
     ///     backlog, which this adds.
     ///   - dumpsMessages: whether to write each transaction to a file in `dumpDirectory` (`-d`).
+    ///   - port: the port to listen on, such as the port of a server that a test stopped, or nil
+    ///     for a free port.
     ///   - timeout: how long to wait until the port listens.
     /// - Throws: `TestServerError.unavailable` when smtp-sink is not installed, and
     ///   `TestServerError.commandFailed` when it exits or does not listen within `timeout`.
     public static func start(
         options: [String] = [],
         dumpsMessages: Bool = false,
+        port chosenPort: UInt16? = nil,
         timeout: Duration = .seconds(20)
     ) async throws -> SMTPSink {
         guard isAvailable else {
@@ -108,7 +111,7 @@ public final class SMTPSink: @unchecked Sendable {
             arguments += ["-d", dumps.path + "/message."]
         }
 
-        let port = try findFreeLoopbackPort()
+        let port = try chosenPort ?? findFreeLoopbackPort()
         arguments += options + ["127.0.0.1:\(port)", "64"]
 
         let outputFile = directory.appendingPathComponent("smtp-sink.log")
