@@ -133,6 +133,10 @@ final class SQLiteDatabase {
         switch status & 0xFF {
         case SQLITE_FULL:
             return .diskFull(path: path)
+        case SQLITE_IOERR where [ENOSPC, EDQUOT].contains(sqlite3_system_errno(handle)):
+            // SQLite 3.40 reports a full disk as an I/O error, not SQLITE_FULL, when it cannot grow
+            // the WAL or its index (-shm), as when the store is opened on a full file system.
+            return .diskFull(path: path)
         case SQLITE_BUSY, SQLITE_LOCKED:
             return .busy(path: path)
         default:

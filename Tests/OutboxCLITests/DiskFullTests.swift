@@ -1,0 +1,133 @@
+import Foundation
+@testable import MailStore
+import OutboxTestSupport
+import Testing
+@testable import OutboxCLI
+
+/// `outbox send --queue-only` into a store on a file system that fills up while it stores the message.
+///
+/// The store is copied onto a small tmpfs mounted in a private mount namespace of the child
+/// (`unshare --user --map-root-user --mount`), so nothing outside the child sees the mount and it
+/// goes away with the child. The tmpfs is filled with a file, which is then shortened by the room the
+/// test leaves. Where user namespaces or mounts are not permitted, the test instead limits the file
+/// size of the child with RLIMIT_FSIZE (`prlimit --fsize`), with SIGXFSZ ignored, so that writes past
+/// the limit fail with EFBIG.
+@Suite(.serialized)
+struct DiskFullTests {
+    /// The content of the message that does not fit: 1 MiB of text lines.
+    private static let largeMessage: String = {
+        let line = String(repeating: "0123456789abcdef", count: 4) + "\n"
+        return QueueFixture.message(marker: "large") + String(repeating: line, count: 16 * 1024)
+    }()
+
+    /// Exit status of the script when it may not mount the tmpfs.
+    private static let mountNotPermitted: Int32 = 200
+
+    /// Mounts the tmpfs, copies the store onto it, fills it until `room` KiB are left, runs
+    /// `outbox send`, and copies the store back out as the failed command left it. Arguments: the
+    /// store, the mount point, the outbox executable, the message file, the folder for the copy, the
+    /// room in KiB, then the arguments of `outbox send` after `--store`.
+    private static let tmpfsScript = """
+        set -u
+        store="$1" mountpoint="$2" outbox="$3" message="$4" copy="$5" room="$6"
+        shift 6
+        mount -t tmpfs -o size=4m,mode=0700 tmpfs "$mountpoint" || exit 200
+        cp -a "$store" "$mountpoint/store" || exit 201
+        dd if=/dev/zero of="$mountpoint/filler" bs=64k 2>/dev/null
+        if [ "$room" -gt 0 ]; then truncate -s "-${room}K" "$mountpoint/filler" || exit 202; fi
+        "$outbox" send --queue-only --store "$mountpoint/store" "$@" < "$message"
+        status=$?
+        rm -f "$mountpoint/filler"
+        cp -a "$mountpoint/store/." "$copy" || exit 203
+        exit $status
+        """
+
+    /// Runs `outbox send` with the file size limited to `limit` octets. A shell ignores SIGXFSZ
+    /// before it runs the command, and the command keeps that setting.
+    private static let fileSizeLimitScript = """
+        trap '' XFSZ
+        limit="$1"
+        shift
+        exec prlimit --fsize="$limit" "$@"
+        """
+
+    // With SQLite 3.40, 0 KiB of room fails the opening of the index, 40 KiB the new index entry,
+    // and 256 KiB the content file. The checks hold whichever step fails.
+    @Test(arguments: [0, 40, 256])
+    func fullDiskKeepsStoredMessages(roomKiB: Int) async throws {
+        let fixture = try QueueFixture(port: try findFreeLoopbackPort())
+        defer { fixture.remove() }
+        let earlier = try fixture.queueDirectly(count: 3, prefix: "earlier-\(UUID().uuidString.prefix(8))")
+        let before = try snapshot(of: fixture.storeURL)
+        #expect(before.count == earlier.count)
+
+        let messageFile = fixture.directory.appendingPathComponent("large.eml")
+        try Data(Self.largeMessage.utf8).write(to: messageFile)
+        let mountpoint = fixture.directory.appendingPathComponent("tmpfs")
+        let copy = fixture.directory.appendingPathComponent("copy")
+        for folder in [mountpoint, copy] {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        }
+        let outbox = try ChildProcess.outboxURL.path
+        let sendArguments = ["-t"] + fixture.serverArguments
+
+        var child = try ChildProcess(
+            executable: URL(fileURLWithPath: "/usr/bin/unshare"),
+            arguments: ["--user", "--map-root-user", "--mount", "/bin/sh", "-c", Self.tmpfsScript, "sh",
+                        fixture.storeURL.path, mountpoint.path, outbox, messageFile.path, copy.path, String(roomKiB)]
+                + sendArguments)
+        var status = try await child.wait(timeout: .seconds(30))
+        var storeAfter = copy
+        let usedTmpfs = status != Self.mountNotPermitted
+        if !usedTmpfs {
+            // No mount: the limit leaves room for the index to grow a little, but not for the message.
+            storeAfter = fixture.storeURL
+            child = try ChildProcess(
+                executable: URL(fileURLWithPath: "/bin/sh"),
+                arguments: ["-c", Self.fileSizeLimitScript, "sh", String(256 * 1024), outbox, "send", "--queue-only",
+                            "--store", fixture.storeURL.path] + sendArguments,
+                input: Self.largeMessage)
+            status = try await child.wait(timeout: .seconds(30))
+        }
+        print("fullDiskKeepsStoredMessages(\(roomKiB) KiB): \(usedTmpfs ? "tmpfs" : "RLIMIT_FSIZE"), "
+            + "exit status \(status): \(child.errorOutput)")
+
+        #expect(status == ExitCode.ioError.rawValue, "\(child.errorOutput)")
+        if usedTmpfs {
+            #expect(child.errorOutput.contains("is full"), "\(child.errorOutput)")
+        }
+        // The failed command left no content file and no temporary file.
+        let contentFiles = try FileManager.default.contentsOfDirectory(
+            atPath: storeAfter.appendingPathComponent("messages").path)
+        #expect(Set(contentFiles) == Set(before.keys.map { "\($0).eml" }))
+        let temporaryFiles = try FileManager.default.contentsOfDirectory(
+            atPath: storeAfter.appendingPathComponent("tmp").path)
+        #expect(temporaryFiles.isEmpty)
+
+        // The store opens with the earlier messages as they were, and nothing else.
+        let after = try snapshot(of: storeAfter)
+        #expect(after == before)
+        let store = try MailStore(url: storeAfter)
+        let incoming = try store.withLock { () throws(StoreError) in
+            try store.index.query("SELECT count(*) FROM messages WHERE folder = 'incoming'")
+        }
+        #expect(incoming.first?.first?.int == 0)
+    }
+
+    /// The messages of the store at `url` by id: folder, Message-ID and content.
+    private func snapshot(of url: URL) throws -> [String: StoredSnapshot] {
+        let store = try MailStore(url: url)
+        var messages: [String: StoredSnapshot] = [:]
+        for message in try store.messages() {
+            let content = try Data(contentsOf: store.contentURL(id: message.id))
+            messages[message.id] = StoredSnapshot(folder: message.folder, messageID: message.messageID, content: content)
+        }
+        return messages
+    }
+}
+
+private struct StoredSnapshot: Equatable {
+    let folder: Folder
+    let messageID: String?
+    let content: Data
+}
