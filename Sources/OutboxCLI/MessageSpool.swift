@@ -42,7 +42,7 @@ final class MessageSpool: Sendable {
         let url = directory.appendingPathComponent("outbox-\(UUID().uuidString).eml")
         guard FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600])
         else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
+            throw WriteError(path: url.path, reason: String(cString: strerror(errno)))
         }
         var spool: MessageSpool? = nil
         do {
@@ -52,12 +52,12 @@ final class MessageSpool: Sendable {
             var size = 0
             while let data = try input.read(upToCount: 64 * 1024), !data.isEmpty {
                 let (kept, ended) = terminator.consume(Array(data))
-                try output.write(contentsOf: kept)
+                try write(kept, to: output, path: url.path)
                 size += kept.count
                 if ended { break }
             }
             let rest = terminator.finish()
-            try output.write(contentsOf: rest)
+            try write(rest, to: output, path: url.path)
             size += rest.count
             spool = MessageSpool(url: url, size: size)
         } catch {
@@ -65,6 +65,38 @@ final class MessageSpool: Sendable {
             throw error
         }
         return spool!
+    }
+
+    /// A failure to create or write the spool file, as opposed to a failure to read the input.
+    struct WriteError: Error, CustomStringConvertible {
+        let path: String
+        /// The system's text for the error, such as "No space left on device".
+        let reason: String
+
+        var description: String {
+            "Writing the message to the temporary file \(path) failed: \(reason). Free some space there, "
+                + "or set TMPDIR to a folder with more room."
+        }
+    }
+
+    private static func write(_ bytes: [UInt8], to output: FileHandle, path: String) throws {
+        do {
+            try output.write(contentsOf: bytes)
+        } catch {
+            throw WriteError(path: path, reason: systemReason(for: error))
+        }
+    }
+
+    /// Returns the strerror text of the POSIX error under a Foundation error, or its own description.
+    private static func systemReason(for error: Error) -> String {
+        let nsError = error as NSError
+        if nsError.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(nsError.code)))
+        }
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return error.localizedDescription
     }
 }
 

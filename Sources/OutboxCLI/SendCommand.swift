@@ -209,6 +209,8 @@ enum SendCommand {
     private static func spool(_ input: FileHandle, dotEndsInput: Bool) throws -> MessageSpool {
         do {
             return try MessageSpool.spool(from: input, dotEndsInput: dotEndsInput)
+        } catch let error as MessageSpool.WriteError {
+            throw Failure(message: error.description, exitCode: .ioError)
         } catch {
             throw Failure(message: "Reading the message failed: \(error.localizedDescription)", exitCode: .ioError)
         }

@@ -24,18 +24,23 @@ struct DiskFullTests {
     private static let mountNotPermitted: Int32 = 200
 
     /// Mounts the tmpfs, copies the store onto it, fills it until `room` KiB are left, runs
-    /// `outbox send`, and copies the store back out as the failed command left it. Arguments: the
-    /// store, the mount point, the outbox executable, the message file, the folder for the copy, the
-    /// room in KiB, then the arguments of `outbox send` after `--store`.
+    /// `outbox send`, and copies the store back out as the failed command left it. Its arguments are
+    /// the store, the mount point, the outbox executable, the message file, the folder for the copy
+    /// and the room in KiB. Then comes `stdin`, to read the message from standard input with TMPDIR
+    /// on the tmpfs, or `file`, to pass it with --file. The arguments of `outbox send` follow.
     private static let tmpfsScript = """
         set -u
-        store="$1" mountpoint="$2" outbox="$3" message="$4" copy="$5" room="$6"
-        shift 6
+        store="$1" mountpoint="$2" outbox="$3" message="$4" copy="$5" room="$6" input="$7"
+        shift 7
         mount -t tmpfs -o size=4m,mode=0700 tmpfs "$mountpoint" || exit 200
         cp -a "$store" "$mountpoint/store" || exit 201
         dd if=/dev/zero of="$mountpoint/filler" bs=64k 2>/dev/null
         if [ "$room" -gt 0 ]; then truncate -s "-${room}K" "$mountpoint/filler" || exit 202; fi
-        "$outbox" send --queue-only --store "$mountpoint/store" "$@" < "$message"
+        if [ "$input" = stdin ]; then
+            TMPDIR="$mountpoint" "$outbox" send --queue-only --store "$mountpoint/store" "$@" < "$message"
+        else
+            "$outbox" send --queue-only --store "$mountpoint/store" --file "$message" "$@"
+        fi
         status=$?
         rm -f "$mountpoint/filler"
         cp -a "$mountpoint/store/." "$copy" || exit 203
@@ -57,10 +62,52 @@ struct DiskFullTests {
     func fullDiskKeepsStoredMessages(roomKiB: Int) async throws {
         let fixture = try QueueFixture(port: try findFreeLoopbackPort())
         defer { fixture.remove() }
+        let before = try queueEarlierMessages(fixture)
+
+        let run = try await sendOnFullDisk(fixture, roomKiB: roomKiB, standardInput: false)
+        #expect(run.status == ExitCode.ioError.rawValue, "\(run.errorOutput)")
+        if run.usedTmpfs {
+            #expect(run.errorOutput.contains("is full"), "\(run.errorOutput)")
+        }
+        try expectUnchanged(run.store, before: before)
+    }
+
+    /// A message read from standard input is copied to a temporary file first. When that file
+    /// cannot be written, the error names it and the store is left as it was.
+    @Test func fullTemporaryFolder() async throws {
+        let fixture = try QueueFixture(port: try findFreeLoopbackPort())
+        defer { fixture.remove() }
+        let before = try queueEarlierMessages(fixture)
+
+        let run = try await sendOnFullDisk(fixture, roomKiB: 256, standardInput: true)
+        #expect(run.status == ExitCode.ioError.rawValue, "\(run.errorOutput)")
+        #expect(run.errorOutput.contains("the temporary file"), "\(run.errorOutput)")
+        #expect(run.errorOutput.contains("TMPDIR"), "\(run.errorOutput)")
+        if run.usedTmpfs {
+            #expect(run.errorOutput.contains("No space left on device"), "\(run.errorOutput)")
+        }
+        try expectUnchanged(run.store, before: before)
+    }
+
+    private struct FullDiskRun {
+        let status: Int32
+        let errorOutput: String
+        /// The store as the failed command left it.
+        let store: URL
+        let usedTmpfs: Bool
+    }
+
+    /// Queues three messages and returns the store's messages.
+    private func queueEarlierMessages(_ fixture: QueueFixture) throws -> [String: StoredSnapshot] {
         let earlier = try fixture.queueDirectly(count: 3, prefix: "earlier-\(UUID().uuidString.prefix(8))")
         let before = try snapshot(of: fixture.storeURL)
         #expect(before.count == earlier.count)
+        return before
+    }
 
+    /// Runs `outbox send --queue-only` of the large message on a full tmpfs, or with a file size
+    /// limit where no tmpfs can be mounted.
+    private func sendOnFullDisk(_ fixture: QueueFixture, roomKiB: Int, standardInput: Bool) async throws -> FullDiskRun {
         let messageFile = fixture.directory.appendingPathComponent("large.eml")
         try Data(Self.largeMessage.utf8).write(to: messageFile)
         let mountpoint = fixture.directory.appendingPathComponent("tmpfs")
@@ -71,50 +118,54 @@ struct DiskFullTests {
         let outbox = try ChildProcess.outboxURL.path
         let sendArguments = ["-t"] + fixture.serverArguments
 
-        var child = try ChildProcess(
+        let child = try ChildProcess(
             executable: URL(fileURLWithPath: "/usr/bin/unshare"),
             arguments: ["--user", "--map-root-user", "--mount", "/bin/sh", "-c", Self.tmpfsScript, "sh",
-                        fixture.storeURL.path, mountpoint.path, outbox, messageFile.path, copy.path, String(roomKiB)]
+                        fixture.storeURL.path, mountpoint.path, outbox, messageFile.path, copy.path, String(roomKiB),
+                        standardInput ? "stdin" : "file"]
                 + sendArguments)
-        var status = try await child.wait(timeout: .seconds(30))
-        var storeAfter = copy
-        let usedTmpfs = status != Self.mountNotPermitted
-        if !usedTmpfs {
-            // No mount: the limit leaves room for the index to grow a little, but not for the message.
-            storeAfter = fixture.storeURL
-            child = try ChildProcess(
-                executable: URL(fileURLWithPath: "/bin/sh"),
-                arguments: ["-c", Self.fileSizeLimitScript, "sh", String(256 * 1024), outbox, "send", "--queue-only",
-                            "--store", fixture.storeURL.path] + sendArguments,
-                input: Self.largeMessage)
-            status = try await child.wait(timeout: .seconds(30))
+        let status = try await child.wait(timeout: .seconds(30))
+        guard status == Self.mountNotPermitted else {
+            print("DiskFullTests(\(roomKiB) KiB left): tmpfs, exit status \(status): \(child.errorOutput)")
+            return FullDiskRun(status: status, errorOutput: child.errorOutput, store: copy, usedTmpfs: true)
         }
-        print("fullDiskKeepsStoredMessages(\(roomKiB) KiB): \(usedTmpfs ? "tmpfs" : "RLIMIT_FSIZE"), "
-            + "exit status \(status): \(child.errorOutput)")
 
-        #expect(status == ExitCode.ioError.rawValue, "\(child.errorOutput)")
-        if usedTmpfs {
-            #expect(child.errorOutput.contains("is full"), "\(child.errorOutput)")
+        // No mount: the limit leaves room for the index to grow a little, but not for the message.
+        let limit = String(256 * 1024)
+        var arguments = ["-c", Self.fileSizeLimitScript, "sh", limit, outbox, "send", "--queue-only",
+                         "--store", fixture.storeURL.path] + sendArguments
+        if !standardInput {
+            arguments += ["--file", messageFile.path]
         }
-        // The failed command left no content file and no temporary file.
+        let limited = try ChildProcess(
+            executable: URL(fileURLWithPath: "/bin/sh"), arguments: arguments,
+            input: standardInput ? Self.largeMessage : nil)
+        let limitedStatus = try await limited.wait(timeout: .seconds(30))
+        print("DiskFullTests(\(roomKiB) KiB left): RLIMIT_FSIZE, exit status \(limitedStatus): \(limited.errorOutput)")
+        return FullDiskRun(
+            status: limitedStatus, errorOutput: limited.errorOutput, store: fixture.storeURL, usedTmpfs: false)
+    }
+
+    /// Checks that the store at `url` has no file or index entry left by the failed command, and
+    /// opens with the earlier messages as they were.
+    private func expectUnchanged(_ url: URL, before: [String: StoredSnapshot]) throws {
         let contentFiles = try FileManager.default.contentsOfDirectory(
-            atPath: storeAfter.appendingPathComponent("messages").path)
+            atPath: url.appendingPathComponent("messages").path)
         #expect(Set(contentFiles) == Set(before.keys.map { "\($0).eml" }))
         let temporaryFiles = try FileManager.default.contentsOfDirectory(
-            atPath: storeAfter.appendingPathComponent("tmp").path)
+            atPath: url.appendingPathComponent("tmp").path)
         #expect(temporaryFiles.isEmpty)
 
-        // The store opens with the earlier messages as they were, and nothing else.
-        let after = try snapshot(of: storeAfter)
+        let after = try snapshot(of: url)
         #expect(after == before)
-        let store = try MailStore(url: storeAfter)
+        let store = try MailStore(url: url)
         let incoming = try store.withLock { () throws(StoreError) in
             try store.index.query("SELECT count(*) FROM messages WHERE folder = 'incoming'")
         }
         #expect(incoming.first?.first?.int == 0)
     }
 
-    /// The messages of the store at `url` by id: folder, Message-ID and content.
+    /// Returns the messages of the store at `url` by id: folder, Message-ID and content.
     private func snapshot(of url: URL) throws -> [String: StoredSnapshot] {
         let store = try MailStore(url: url)
         var messages: [String: StoredSnapshot] = [:]
