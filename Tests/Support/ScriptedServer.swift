@@ -393,6 +393,10 @@ final class ScriptedServerCore: Sendable {
         guard descriptor >= 0 else {
             throw ScriptedServerError("socket", errno)
         }
+        // Linux lets another server bind the port while connections of this one are in TIME_WAIT
+        // only if both set SO_REUSEADDR, as smtp-sink does. Tests hand the port over that way.
+        var enabled: Int32 = 1
+        setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &enabled, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
