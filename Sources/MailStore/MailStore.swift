@@ -307,7 +307,7 @@ public final class MailStore: @unchecked Sendable {
 
     private static let messageColumns = """
         id, folder, held, sender, account, route, envelope_options, message_id, subject, size, created,
-        updated, attempts, next_attempt, last_error, unknown_outcomes, lease_owner, lease_expires, queued
+        updated, attempts, next_attempt, last_error, unknown_outcomes, lease_owner, lease_expires, queued, lease_pid
         """
 
     /// Loads messages and their recipients. Called with the lock held.
@@ -316,15 +316,26 @@ public final class MailStore: @unchecked Sendable {
             "SELECT \(Self.messageColumns) FROM messages WHERE \(condition) ORDER BY id", parameters)
         var messages: [StoredMessage] = []
         messages.reserveCapacity(rows.count)
+        let now = Date()
         for row in rows {
             guard let id = row[0].string, let folder = row[1].string.flatMap(Folder.init(rawValue:)) else { continue }
+            // A lease that has expired, or whose process has exited, is not in force, although its
+            // columns stay set until the next claim clears them.
+            var leaseOwner = row[16].string
+            var leaseExpires = row[17].date
+            let leaseExpired = leaseExpires.map { $0 < now } ?? true
+            let holderExited = row[19].int.map { !Self.isAlive(pid: $0) } ?? false
+            if leaseExpired || holderExited {
+                leaseOwner = nil
+                leaseExpires = nil
+            }
             messages.append(StoredMessage(
                 id: id, folder: folder, held: row[2].int == 1, sender: row[3].string ?? "",
                 recipients: try loadRecipients(id), account: row[4].string ?? "", route: row[5].string ?? "",
                 envelopeOptions: row[6].string, messageID: row[7].string, subject: row[8].string,
                 size: row[9].int ?? 0, created: row[10].date ?? Date(), updated: row[11].date ?? Date(),
                 queued: row[18].date ?? Date(), attempts: row[12].int ?? 0, nextAttempt: row[13].date, lastError: row[14].string,
-                unknownOutcomes: row[15].int ?? 0, leaseOwner: row[16].string, leaseExpires: row[17].date))
+                unknownOutcomes: row[15].int ?? 0, leaseOwner: leaseOwner, leaseExpires: leaseExpires))
         }
         return messages
     }

@@ -143,6 +143,35 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(try temporary.store.claim(owner: "two", limit: 1).map(\.id) == [stored.id])
     }
 
+    @Test func leaseOfExitedProcessNotShown() throws {
+        let temporary = try TemporaryStore()
+        let stored = try temporary.store.add(newMessage(), content: sampleContent)
+        #expect(try temporary.store.claim(owner: "one", limit: 1).count == 1)
+        #expect(try temporary.store.message(id: stored.id)?.leaseOwner == "one")
+
+        // A flusher killed with SIGKILL leaves its lease behind until the next claim.
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        try temporary.store.withLock { () throws(StoreError) in
+            try temporary.store.index.query(
+                "UPDATE messages SET lease_pid = ? WHERE id = ?", [.integer(Int64(child.processIdentifier)), .text(stored.id)])
+        }
+        let message = try #require(try temporary.store.message(id: stored.id))
+        #expect(message.leaseOwner == nil)
+        #expect(message.leaseExpires == nil)
+    }
+
+    @Test func expiredLeaseNotShown() throws {
+        let temporary = try TemporaryStore()
+        let stored = try temporary.store.add(newMessage(), content: sampleContent)
+        let past = Date().addingTimeInterval(-3600)
+        #expect(try temporary.store.claim(owner: "one", limit: 1, ignoringBackoff: true, leaseDuration: 60, now: past).count == 1)
+        let message = try #require(try temporary.store.message(id: stored.id))
+        #expect(message.leaseOwner == nil)
+    }
+
     @Test func heldAndDeferredNotClaimed() throws {
         let temporary = try TemporaryStore()
         let held = try temporary.store.add(newMessage(held: true), content: sampleContent)

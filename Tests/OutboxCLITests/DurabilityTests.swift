@@ -54,6 +54,9 @@ struct DurabilityTests {
             }
         }
         let sentBeforeFinal = try MailStore(url: fixture.storeURL).messages(in: .sent).count
+        // Every flush is dead, so no message may show as being sent.
+        let stillLeased = try observer.messages(in: .outbox).filter { $0.leaseOwner != nil }
+        #expect(stillLeased.isEmpty, "\(stillLeased.count) messages leased by killed flushes")
         let killsEndedAfter = clock.now - started
 
         let final = try ChildProcess(outbox: fixture.queue("flush"))
