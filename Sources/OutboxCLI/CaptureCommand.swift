@@ -27,21 +27,52 @@ enum CaptureCommand {
                                (25 MiB). A larger message is rejected with 552.
           -h, --help           Show this help.
 
-        When the server is ready, it prints one line to standard output:
+        TLS:
+          --tls-cert FILE, --tls-key FILE
+                               The certificate chain (PEM, the server's certificate first)
+                               and its unencrypted private key (PEM). Default: a self-signed
+                               ECDSA P-256 certificate for localhost, 127.0.0.1 and ::1,
+                               generated at start, valid for 365 days and kept in memory.
+          --print-fingerprint  Print the certificate's SHA-256 fingerprint at start, for
+                               clients to pin, as with 'outbox send --tls-fingerprint'.
+          --implicit-tls       Start TLS as soon as a client connects, as on port 465,
+                               instead of offering STARTTLS.
+          --no-tls             Offer no TLS at all and generate no certificate.
+
+        Authentication (AUTH PLAIN, LOGIN and CRAM-MD5; not offered without one of these):
+          --auth any           Accept any user name with any password.
+          --auth-user NAME     Accept only NAME, with the password from one of:
+          --auth-password-file FILE
+                               the first line of FILE, which should be readable only by you,
+          --auth-password-env VARIABLE
+                               an environment variable.
+          --auth-required      Reject MAIL with 530 until the client has authenticated.
+          --allow-plaintext-auth
+                               Offer AUTH before TLS too. Without it, AUTH is offered only
+                               after STARTTLS (or with --implicit-tls), and gets 538 before.
+
+        When the server is ready, it prints one line to standard output (after the
+        fingerprint line with --print-fingerprint):
           outbox capture: listening on 127.0.0.1:PORT, saving to DIR
         and then one line for each message saved:
-          TIME from <SENDER> to <RECIPIENT>, ... size OCTETS subject "SUBJECT" file PATH
-        The subject is shown as written in the header, without decoding, and cut to 60
-        characters. Errors and the final count go to standard error.
+          TIME from <SENDER> to <RECIPIENT>, ... size OCTETS [tls VERSION] [user NAME]
+            subject "SUBJECT" file PATH
+        where tls shows the TLS version, and user the name the client authenticated as;
+        a password is never shown. The subject is shown as written in the header,
+        without decoding, and cut to 60 characters. Errors and the final count go to
+        standard error.
 
-        The server offers PIPELINING, SIZE, 8BITMIME, SMTPUTF8 and ENHANCEDSTATUSCODES,
-        but not STARTTLS or AUTH. Each file is the message as received, with its CRLF line
-        endings, after added Return-Path and Received fields. Lines of more than 998
-        octets are rejected, as RFC 5322 requires.
+        The server offers PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES and
+        STARTTLS, and AUTH as configured above. After STARTTLS the server forgets the
+        EHLO and any AUTH, as RFC 3207 requires, and a command sent before the 220 reply
+        to STARTTLS makes it reply 554 and close the connection. Each file is the message
+        as received, with its CRLF line endings, after added Return-Path and Received
+        fields. Lines of more than 998 octets are rejected, as RFC 5322 requires.
 
         Exit status: 0 after SIGINT, SIGTERM or --max-messages; 64 (EX_USAGE) for a wrong
-        command line; 71 (EX_OSERR) when the port cannot be opened; 74 (EX_IOERR) when the
-        Maildir cannot be created.
+        command line; 70 (EX_SOFTWARE) when the certificate cannot be generated; 71
+        (EX_OSERR) when the port cannot be opened; 74 (EX_IOERR) when the Maildir cannot
+        be created; 78 (EX_CONFIG) when the certificate, key or password cannot be read.
         """
 
     static let parser = ArgumentParser(command: "capture", options: [
@@ -51,7 +82,7 @@ enum CaptureCommand {
         .init(names: ["--max-messages"], takesValue: true),
         .init(names: ["--max-size"], takesValue: true),
         .init(names: ["-h", "--help"], takesValue: false),
-    ])
+    ] + securityOptions)
 
     /// The maximum `--max-size`: 1 GiB, because a session keeps the message in memory until it is saved.
     static let maxMessageSizeLimit = 1 << 30
@@ -63,6 +94,7 @@ enum CaptureCommand {
         var maildirPath: String
         var maxMessages: Int?
         var maxMessageSize = CaptureSession.Limits().maxMessageSize
+        var security = SecurityOptions()
     }
 
     /// Runs the server until it is stopped and returns the exit status.
@@ -100,6 +132,14 @@ enum CaptureCommand {
         configuration.port = options.port
         configuration.maxMessages = options.maxMessages
         configuration.limits.maxMessageSize = options.maxMessageSize
+        let fingerprint: String?
+        do {
+            fingerprint = try configureSecurity(
+                &configuration, options: options.security, environment: environment, console: console)
+        } catch {
+            console.printError("outbox capture: \(error.message)")
+            return error.exitCode
+        }
         let server: CaptureServer
         do {
             server = try CaptureServer(
@@ -115,6 +155,9 @@ enum CaptureCommand {
             ? TerminationSignals.handle(command: "capture", console: console) { server.stop() } : nil
         // The listener already accepts into its backlog, so a client that reads the port from this line
         // can connect before the accept thread starts.
+        if let fingerprint, options.security.printsFingerprint {
+            console.print("outbox capture: TLS certificate SHA-256 fingerprint \(fingerprint)")
+        }
         console.print("outbox capture: listening on \(server.endpoint), saving to \(maildir.path)")
         server.start()
         await server.waitUntilFinished()
@@ -166,6 +209,7 @@ enum CaptureCommand {
         } else {
             options.maildirPath = try defaultMaildirPath(environment: environment)
         }
+        options.security = try securityOptions(parsed)
         return options
     }
 
@@ -200,13 +244,24 @@ enum CaptureCommand {
     // MARK: - Output
 
     /// Returns the line printed for a saved message, such as
-    /// `2025-06-03T14:05:09+02:00 from <a@example.test> to <b@example.test> size 512 subject "Hi" file /…/new/…`.
+    /// `2025-06-03T14:05:09+02:00 from <a@example.test> to <b@example.test> size 512 tls TLSv1.3 user dev
+    /// subject "Hi" file /…/new/…`, where the `tls` and `user` parts appear only for messages received under
+    /// TLS or after AUTH.
     static func summaryLine(for saved: CaptureServer.SavedMessage) -> String {
         let message = saved.message
         let recipients = message.recipients.map { "<\(printable($0))>" }.joined(separator: ", ")
         let subject = subjectPreview(of: message.content)
-        return "\(timestamp(saved.date)) from <\(printable(message.sender))> to \(recipients) "
-            + "size \(message.content.count) subject \"\(subject)\" file \(saved.path)"
+        var line = "\(timestamp(saved.date)) from <\(printable(message.sender))> to \(recipients) "
+            + "size \(message.content.count) "
+        if let version = message.tlsProtocolVersion {
+            line += "tls \(version) "
+        }
+        if let user = message.authenticatedUser {
+            // The user name comes from the client, so it is quoted when it contains a space.
+            let name = printable(user)
+            line += name.contains(" ") || name.isEmpty ? "user \"\(name)\" " : "user \(name) "
+        }
+        return line + "subject \"\(subject)\" file \(saved.path)"
     }
 
     /// Returns the Subject field's raw value, unfolded and without control characters. A longer value is

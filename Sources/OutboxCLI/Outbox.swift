@@ -41,7 +41,7 @@ public enum OutboxCommand {
         case "queue":
             return await QueueCommand.run(rest, console: console).rawValue
         case "capture":
-            return await CaptureCommand.run(rest, console: console).rawValue
+            return await CaptureCommand.run(rest, console: console, environment: console.environment).rawValue
         case "check":
             return await CheckCommand.run(rest, console: console).rawValue
         case "compose":

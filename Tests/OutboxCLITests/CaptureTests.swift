@@ -9,7 +9,7 @@ import Testing
 // MARK: - Session without I/O
 
 /// Feeds `text` to the session and returns the events up to the point where it needs more input.
-private func events(_ session: inout CaptureSession, _ text: String) -> [CaptureSession.Event] {
+func events(_ session: inout CaptureSession, _ text: String) -> [CaptureSession.Event] {
     session.receive(Array(text.utf8))
     var result: [CaptureSession.Event] = []
     while let event = session.nextEvent() {
@@ -21,18 +21,20 @@ private func events(_ session: inout CaptureSession, _ text: String) -> [Capture
     return result
 }
 
-/// Returns the reply codes among `events`, with 0 for a message handed over and -1 for a close.
-private func codes(_ events: [CaptureSession.Event]) -> [Int] {
+/// Returns the reply codes among `events`, with 0 for a message handed over, -1 for a close and -2 for
+/// the start of a TLS handshake.
+func codes(_ events: [CaptureSession.Event]) -> [Int] {
     events.map { event in
         switch event {
         case .reply(let reply): reply.code
         case .message: 0
         case .close: -1
+        case .startTLS: -2
         }
     }
 }
 
-private func messages(_ events: [CaptureSession.Event]) -> [CapturedMessage] {
+func messages(_ events: [CaptureSession.Event]) -> [CapturedMessage] {
     events.compactMap { event in
         if case .message(let message) = event {
             return message
@@ -41,7 +43,7 @@ private func messages(_ events: [CaptureSession.Event]) -> [CapturedMessage] {
     }
 }
 
-private func replies(_ events: [CaptureSession.Event]) -> [SMTPReply] {
+func replies(_ events: [CaptureSession.Event]) -> [SMTPReply] {
     events.compactMap { event in
         if case .reply(let reply) = event {
             return reply

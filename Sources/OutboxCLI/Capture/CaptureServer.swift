@@ -31,6 +31,15 @@ final class CaptureServer: Sendable {
         var drainTimeout: Duration = .seconds(5)
         /// The number of messages after which the server stops; nil for no limit.
         var maxMessages: Int?
+        /// The certificate and key for TLS, or nil for a server without TLS.
+        var tls: TLSServerContext?
+        /// Whether every connection starts with the TLS handshake (implicit TLS, as on port 465) instead
+        /// of offering STARTTLS. It needs `tls`.
+        var usesImplicitTLS = false
+        /// The maximum time for a TLS handshake.
+        var tlsHandshakeTimeout: Duration = .seconds(30)
+        /// AUTH and what the sessions require. `offersStartTLS` is set from `tls` and `usesImplicitTLS`.
+        var security = CaptureSession.Security()
 
         init(address: LoopbackAddress) {
             self.address = address
@@ -314,7 +323,19 @@ final class CaptureServer: Sendable {
             return
         }
         defer { connection.close() }
-        var session = CaptureSession(serverName: configuration.serverName, limits: configuration.limits)
+        var security = configuration.security
+        security.offersStartTLS = configuration.tls != nil && !configuration.usesImplicitTLS
+        var session = CaptureSession(serverName: configuration.serverName, limits: configuration.limits, security: security)
+        if configuration.usesImplicitTLS, let tls = configuration.tls {
+            do {
+                let info = try connection.acceptTLS(
+                    context: tls, timeout: configuration.tlsHandshakeTimeout, deadline: nil)
+                session.startWithTLS(protocolVersion: info.protocolVersion)
+            } catch {
+                log("outbox capture: the TLS handshake on \(label) failed: \(error)")
+                return
+            }
+        }
         var output = session.greeting.encoded()
         var lastReply = session.greeting
 
@@ -324,7 +345,7 @@ final class CaptureServer: Sendable {
                 if drainDeadline != nil {
                     session.acceptsMessages = false
                 }
-                let closes = handleEvents(of: &session, output: &output, lastReply: &lastReply, peer: peer, label: label)
+                let action = handleEvents(of: &session, output: &output, lastReply: &lastReply, peer: peer, label: label)
                 if !output.isEmpty {
                     // Replies to pipelined commands go out together, before the next read, because RFC 2920
                     // requires a server to send its pending replies before it waits for input.
@@ -341,11 +362,19 @@ final class CaptureServer: Sendable {
                     }
                     output = []
                 }
-                if closes {
+                switch action {
+                case .close:
                     if lastReply.code != 221 {
                         log("outbox capture: closed \(label) after replying \"\(lastReply)\"")
                     }
                     return
+                case .startTLS:
+                    guard startTLS(on: connection, session: &session, deadline: drainDeadline, label: label) else {
+                        return
+                    }
+                    continue
+                case .readInput:
+                    break
                 }
 
                 do {
@@ -362,10 +391,10 @@ final class CaptureServer: Sendable {
                         log("outbox capture: \(label) sent nothing for \(configuration.idleTimeout); closing it")
                     }
                     let reply = isDraining ? session.shutdownReply : session.timeoutReply
-                    try sendClosingReply(reply, on: connection, descriptor: descriptor)
+                    try sendClosingReply(reply, on: connection)
                     return
                 } catch TransportError.cancelled {
-                    try sendClosingReply(session.shutdownReply, on: connection, descriptor: descriptor)
+                    try sendClosingReply(session.shutdownReply, on: connection)
                     return
                 }
             }
@@ -374,20 +403,37 @@ final class CaptureServer: Sendable {
         }
     }
 
+    /// Runs the server side of the TLS handshake after the 220 reply to STARTTLS. Returns false, after
+    /// logging why, when the handshake fails and the connection must close.
+    private func startTLS(
+        on connection: TCPConnection, session: inout CaptureSession, deadline: ContinuousClock.Instant?, label: String
+    ) -> Bool {
+        guard let tls = configuration.tls else {
+            preconditionFailure("a session offered STARTTLS without a TLS context")
+        }
+        do {
+            let info = try connection.acceptTLS(
+                context: tls, timeout: configuration.tlsHandshakeTimeout, deadline: deadline)
+            session.finishStartTLS(protocolVersion: info.protocolVersion)
+            return true
+        } catch TransportError.cancelled {
+            return false
+        } catch {
+            log("outbox capture: the TLS handshake after STARTTLS on \(label) failed: \(error)")
+            return false
+        }
+    }
+
     /// Sends the 421 reply that precedes closing a connection, waiting at most a second for the client to
     /// take it. A client that closed the connection or does not read gets no reply.
     ///
-    /// Once `cancellation` is cancelled, `connection` no longer writes, so the unsent bytes of the reply go
-    /// straight to `descriptor`, the connection's socket.
-    ///
-    /// NOTE: that direct send bypasses the connection's stream, which is right only while capture serves
-    /// plain TCP. With STARTTLS it must go through the TLS stream.
-    private func sendClosingReply(_ reply: SMTPReply, on connection: TCPConnection, descriptor: Int32) throws {
-        let bytes = reply.encoded()
+    /// Once `cancellation` is cancelled, `connection.write` no longer sends, so the reply goes out with
+    /// `flushWithoutWaiting()`, through the TLS stream when TLS is active.
+    private func sendClosingReply(_ reply: SMTPReply, on connection: TCPConnection) throws {
         do {
-            try connection.write(bytes, timeout: .seconds(1), deadline: nil)
+            try connection.write(reply.encoded(), timeout: .seconds(1), deadline: nil)
         } catch TransportError.cancelled {
-            Self.sendWithoutWaiting(bytes.suffix(connection.pendingOutputCount), to: descriptor)
+            connection.flushWithoutWaiting()
         } catch TransportError.closedByPeer, TransportError.timedOut {
             return
         }
@@ -402,13 +448,20 @@ final class CaptureServer: Sendable {
         }
     }
 
-    /// Carries out the session's events until it needs input: collects replies in `output` and saves
-    /// messages. Returns whether the session asked to close the connection.
+    /// What the connection does after writing the replies that `handleEvents` collected.
+    private enum SessionAction {
+        case readInput
+        case close
+        case startTLS
+    }
+
+    /// Carries out the session's events until it needs input, a TLS handshake or the end of the
+    /// connection: collects replies in `output` and saves messages.
     private func handleEvents(
         of session: inout CaptureSession, output: inout [UInt8], lastReply: inout SMTPReply, peer: PeerAddress,
         label: String
-    ) -> Bool {
-        var closes = false
+    ) -> SessionAction {
+        var action = SessionAction.readInput
         while let event = session.nextEvent() {
             switch event {
             case .reply(let reply):
@@ -421,10 +474,12 @@ final class CaptureServer: Sendable {
                     session.acceptsMessages = false
                 }
             case .close:
-                closes = true
+                action = .close
+            case .startTLS:
+                action = .startTLS
             }
         }
-        return closes
+        return action
     }
 
     /// Saves a message to the Maildir and reports it, unless `maxMessages` messages are saved already.

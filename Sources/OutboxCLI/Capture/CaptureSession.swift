@@ -1,3 +1,4 @@
+import Foundation
 import SMTPCore
 
 /// One message received in a capture session, with its envelope.
@@ -13,7 +14,12 @@ struct CapturedMessage: Sendable {
     let clientName: String
     /// The protocol name for the `with` clause of a Received field: SMTP after HELO, ESMTP after EHLO,
     /// and UTF8SMTP for a transaction with the SMTPUTF8 parameter (RFC 3848, RFC 6531 section 3.7.3).
+    /// After EHLO, "S" is added under TLS and "A" after AUTH, as in ESMTPSA.
     let transferProtocol: String
+    /// The TLS protocol version, such as `TLSv1.3`, or nil for a message received without TLS.
+    var tlsProtocolVersion: String? = nil
+    /// The user name that the client authenticated as, or nil for a message received without AUTH.
+    var authenticatedUser: String? = nil
 }
 
 /// The server side of one SMTP session (RFC 5321), without I/O.
@@ -23,10 +29,11 @@ struct CapturedMessage: Sendable {
 /// `finishMessage(_:)`, or close the connection. Commands are handled one at a time in the order
 /// received, so pipelined commands (RFC 2920) get their replies in order. Bytes after a command line or
 /// after the end of data stay buffered for the next command. Because the session never touches a socket,
-/// a TLS stream can later be put under it without changing the dialogue.
+/// the server puts a TLS stream under it after STARTTLS without changing the dialogue.
 ///
-/// NOTE: STARTTLS is not offered yet. When it is, the bytes buffered after the STARTTLS command line must
-/// be discarded, or a client could inject plaintext commands into the TLS session (CVE-2011-0411).
+/// STARTTLS (RFC 3207) and AUTH (RFC 4954) are offered as `Security` says. A STARTTLS followed by bytes
+/// that the client sent before the 220 reply is rejected and the connection closed, so that no plaintext
+/// command can be injected into the TLS session (CVE-2011-0411).
 struct CaptureSession {
     /// Bounds that keep a hostile or broken client from using unbounded memory or time.
     struct Limits: Sendable {
@@ -42,8 +49,26 @@ struct CaptureSession {
         /// The maximum number of recipients of one message. RFC 5321 section 4.5.3.1.8 requires servers to
         /// accept at least 100.
         var maxRecipients = 1000
-        /// The number of rejected commands after which the session is closed with 421.
+        /// The number of rejected commands after which the session is closed with 421. Failed AUTH
+        /// attempts count too.
         var maxErrors = 20
+        /// The maximum length of a line of an AUTH exchange, in octets without CRLF: 12288, the minimum
+        /// that RFC 4954 section 4 requires servers to accept.
+        var maxAuthenticationLineLength = 12288
+    }
+
+    /// Which of STARTTLS and AUTH the session offers, and what it requires.
+    struct Security: Sendable {
+        /// Whether EHLO offers STARTTLS while the connection is not yet encrypted.
+        var offersStartTLS = false
+        /// The credentials that AUTH accepts, or nil when AUTH is not offered.
+        var credentials: CaptureCredentials?
+        /// The SASL mechanisms that EHLO offers, from `SASLServerExchange.mechanisms`.
+        var mechanisms = SASLServerExchange.mechanisms
+        /// Whether AUTH is offered before TLS. Without it, AUTH before TLS gets 538.
+        var allowsPlaintextAuthentication = false
+        /// Whether MAIL before a successful AUTH gets 530.
+        var requiresAuthentication = false
     }
 
     enum Event {
@@ -53,6 +78,9 @@ struct CaptureSession {
         case message(CapturedMessage)
         /// Close the connection after writing the replies before this event.
         case close
+        /// Write the replies before this event, run the server side of the TLS handshake, and call
+        /// `finishStartTLS(protocolVersion:)` once it succeeds. `nextEvent()` returns nil until then.
+        case startTLS
     }
 
     /// The outcome of saving a message that `nextEvent()` handed over.
@@ -69,6 +97,9 @@ struct CaptureSession {
         case command
         case data(MessageDataReader)
         case savingMessage
+        case startingTLS
+        /// Reading the client's responses to AUTH challenges.
+        case authenticating(SASLServerExchange)
         case closed
     }
 
@@ -80,6 +111,7 @@ struct CaptureSession {
 
     let serverName: String
     let limits: Limits
+    let security: Security
 
     /// Whether MAIL starts a new transaction. When false, MAIL gets 421 and the session closes, which the
     /// server uses once it has saved as many messages as it was asked to.
@@ -97,10 +129,15 @@ struct CaptureSession {
     private var isExtended = false
     private var transaction: Transaction?
     private var errorCount = 0
+    /// The TLS protocol version once TLS is active, such as `TLSv1.3`; nil before.
+    private(set) var tlsProtocolVersion: String?
+    /// The user name of the successful AUTH, or nil before it.
+    private(set) var authenticatedUser: String?
 
-    init(serverName: String, limits: Limits = Limits()) {
+    init(serverName: String, limits: Limits = Limits(), security: Security = Security()) {
         self.serverName = serverName
         self.limits = limits
+        self.security = security
     }
 
     /// The 220 reply to send when the client connects.
@@ -142,12 +179,12 @@ struct CaptureSession {
     }
 
     /// Returns the next thing to do, or nil when the session needs more input (or has closed, or waits
-    /// for `finishMessage(_:)`).
+    /// for `finishMessage(_:)` or `finishStartTLS(protocolVersion:)`).
     mutating func nextEvent() -> Event? {
         while pendingEvents.isEmpty {
             switch phase {
-            case .command:
-                guard handleNextCommandLine() else { return nil }
+            case .command, .authenticating:
+                guard handleNextLine() else { return nil }
             case .data(var reader):
                 // Release the phase's copy of the reader, so that appending to its content copies nothing.
                 phase = .savingMessage
@@ -159,7 +196,7 @@ struct CaptureSession {
                     return nil
                 }
                 finishData(reader)
-            case .savingMessage, .closed:
+            case .savingMessage, .startingTLS, .closed:
                 return nil
             }
         }
@@ -182,26 +219,57 @@ struct CaptureSession {
         }
     }
 
+    /// Marks the connection as encrypted from the start, for implicit TLS. Call it before the greeting.
+    mutating func startWithTLS(protocolVersion: String) {
+        tlsProtocolVersion = protocolVersion
+    }
+
+    /// Continues the session after the TLS handshake that the `.startTLS` event asked for. As RFC 3207
+    /// section 4.2 requires, the session forgets what the client said before: the EHLO domain, any
+    /// transaction and any AUTH. No input is kept, because the command was rejected if any followed it.
+    mutating func finishStartTLS(protocolVersion: String) {
+        guard case .startingTLS = phase else {
+            preconditionFailure("finishStartTLS called without a STARTTLS in progress")
+        }
+        phase = .command
+        input = []
+        inputStart = 0
+        scanPosition = 0
+        clientName = nil
+        isExtended = false
+        transaction = nil
+        authenticatedUser = nil
+        tlsProtocolVersion = protocolVersion
+    }
+
     // MARK: - Commands
 
-    /// Handles one complete command line from the input. Returns false when it needs more input.
-    private mutating func handleNextCommandLine() -> Bool {
+    /// Handles one complete line from the input: a command, or a response during AUTH. Returns false when
+    /// it needs more input.
+    private mutating func handleNextLine() -> Bool {
+        var exchange: SASLServerExchange?
+        if case .authenticating(let current) = phase {
+            exchange = current
+        }
+        let maxLength = exchange == nil ? limits.maxCommandLineLength : limits.maxAuthenticationLineLength
+        let lineKind = exchange == nil ? "a command line" : "an AUTH response line"
         guard let lineEnd = findCommandLineEnd() else {
             // A line that cannot end within the limit is not buffered further.
-            guard input.count - inputStart > limits.maxCommandLineLength + 1 else {
+            guard input.count - inputStart > maxLength + 1 else {
                 return false
             }
             close(with: Self.reply(
-                500, 5, 5, 2,
-                "Line too long: a command line may have at most \(limits.maxCommandLineLength) octets, "
-                    + "closing connection"))
+                500, 5, 5, 2, "Line too long: \(lineKind) may have at most \(maxLength) octets, closing connection"))
             return true
         }
         let line = input[inputStart..<lineEnd]
         inputStart = lineEnd + 2
         scanPosition = inputStart
-        if line.count > limits.maxCommandLineLength {
-            reject(500, 5, 5, 2, "Line too long: a command line may have at most \(limits.maxCommandLineLength) octets")
+        if line.count > maxLength {
+            phase = .command
+            reject(500, 5, 5, 2, "Line too long: \(lineKind) may have at most \(maxLength) octets")
+        } else if let exchange {
+            handleAuthenticationResponse(line, exchange: exchange)
         } else {
             handleCommand(line)
         }
@@ -239,6 +307,10 @@ struct CaptureSession {
             handleRecipient(argument)
         case "DATA":
             handleData(argument)
+        case "STARTTLS":
+            handleStartTLS(argument)
+        case "AUTH":
+            handleAuth(argument)
         case "RSET":
             guard argument.isEmpty else {
                 reject(501, 5, 5, 4, "Syntax: RSET takes no argument")
@@ -280,7 +352,7 @@ struct CaptureSession {
             pendingEvents.append(.reply(SMTPReply(code: 250, lines: ["\(serverName) greets \(clientName!)"])))
             return
         }
-        let lines = [
+        var lines = [
             "\(serverName) greets \(clientName!)",
             "PIPELINING",
             "SIZE \(limits.maxMessageSize)",
@@ -288,6 +360,12 @@ struct CaptureSession {
             "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
         ]
+        if security.offersStartTLS && tlsProtocolVersion == nil {
+            lines.append("STARTTLS")
+        }
+        if offersAuthentication {
+            lines.append("AUTH " + security.mechanisms.joined(separator: " "))
+        }
         pendingEvents.append(.reply(SMTPReply(code: 250, lines: lines)))
     }
 
@@ -302,6 +380,11 @@ struct CaptureSession {
         }
         guard acceptsMessages else {
             close(with: Self.reply(421, 4, 3, 2, "\(serverName) Service shutting down, closing connection"))
+            return
+        }
+        guard authenticatedUser != nil || !security.requiresAuthentication else {
+            let advice = offersAuthentication ? "send AUTH first" : "send STARTTLS, then AUTH"
+            reject(530, 5, 7, 0, "Authentication required: \(advice)")
             return
         }
 
@@ -445,12 +528,153 @@ struct CaptureSession {
                     + "the limit of RFC 5322 section 2.1.1")))
             return
         }
-        let transferProtocol = current.usesSMTPUTF8 ? "UTF8SMTP" : (isExtended ? "ESMTP" : "SMTP")
+        var transferProtocol = current.usesSMTPUTF8 ? "UTF8SMTP" : (isExtended ? "ESMTP" : "SMTP")
+        // RFC 3848 and RFC 6531 section 3.7.3 name only the extended forms with S and A.
+        if isExtended {
+            let suffix = (tlsProtocolVersion == nil ? "" : "S") + (authenticatedUser == nil ? "" : "A")
+            transferProtocol += suffix
+        }
         let message = CapturedMessage(
             sender: current.sender, recipients: current.recipients, content: reader.content,
-            clientName: clientName ?? "", transferProtocol: transferProtocol)
+            clientName: clientName ?? "", transferProtocol: transferProtocol,
+            tlsProtocolVersion: tlsProtocolVersion, authenticatedUser: authenticatedUser)
         phase = .savingMessage
         pendingEvents.append(.message(message))
+    }
+
+    // MARK: - STARTTLS and AUTH
+
+    /// Whether EHLO offers AUTH now: when credentials are configured, and under TLS unless plaintext
+    /// authentication is allowed.
+    private var offersAuthentication: Bool {
+        security.credentials != nil && (tlsProtocolVersion != nil || security.allowsPlaintextAuthentication)
+    }
+
+    private mutating func handleStartTLS(_ argument: ArraySlice<UInt8>) {
+        guard security.offersStartTLS || tlsProtocolVersion != nil else {
+            reject(502, 5, 5, 1, "Command not implemented")
+            return
+        }
+        guard tlsProtocolVersion == nil else {
+            reject(503, 5, 5, 1, "Bad sequence of commands: TLS is already active")
+            return
+        }
+        guard argument.isEmpty else {
+            reject(501, 5, 5, 4, "Syntax: STARTTLS takes no argument")
+            return
+        }
+        guard transaction == nil else {
+            reject(503, 5, 5, 1, "Bad sequence of commands: a transaction is in progress; send RSET first")
+            return
+        }
+        // RFC 3207 section 4.2 forbids pipelining commands after STARTTLS. Bytes already buffered were
+        // sent before the client could see the 220 reply, so they may be plaintext injected by an attacker.
+        guard inputStart == input.count else {
+            close(with: Self.reply(
+                554, 5, 5, 1, "Commands were pipelined after STARTTLS, which RFC 3207 forbids; closing connection"))
+            return
+        }
+        pendingEvents.append(.reply(Self.reply(220, 2, 0, 0, "Ready to start TLS")))
+        pendingEvents.append(.startTLS)
+        phase = .startingTLS
+    }
+
+    /// Handles `AUTH mechanism [initial-response]` (RFC 4954 section 4).
+    private mutating func handleAuth(_ argument: ArraySlice<UInt8>) {
+        guard let credentials = security.credentials else {
+            reject(502, 5, 5, 1, "Command not implemented")
+            return
+        }
+        guard offersAuthentication else {
+            reject(538, 5, 7, 11, "Encryption required for requested authentication mechanism: send STARTTLS first")
+            return
+        }
+        guard isExtended else {
+            reject(503, 5, 5, 1, "Bad sequence of commands: send EHLO first")
+            return
+        }
+        guard authenticatedUser == nil else {
+            reject(503, 5, 5, 1, "Bad sequence of commands: already authenticated")
+            return
+        }
+        guard transaction == nil else {
+            reject(503, 5, 5, 1, "Bad sequence of commands: AUTH is not permitted during a mail transaction")
+            return
+        }
+
+        let words = argument.split(separator: ASCII.space)
+        guard let mechanismWord = words.first, words.count <= 2 else {
+            reject(501, 5, 5, 4, "Syntax: AUTH mechanism [initial-response]")
+            return
+        }
+        let mechanism = String(decoding: mechanismWord, as: UTF8.self).uppercased()
+        guard var exchange = SASLServerExchange(
+            mechanism: mechanism, offeredMechanisms: security.mechanisms, credentials: credentials,
+            serverName: serverName)
+        else {
+            reject(504, 5, 5, 4, "Unrecognized authentication mechanism: offered are \(security.mechanisms.joined(separator: ", "))")
+            return
+        }
+        var initialResponse: [UInt8]?
+        if words.count == 2 {
+            // RFC 4954 section 4: "=" is an empty initial response.
+            let text = words[1]
+            if text.elementsEqual([ASCII.equals]) {
+                initialResponse = []
+            } else if let decoded = Self.decodeBase64(text) {
+                initialResponse = decoded
+            } else {
+                reject(501, 5, 5, 2, "Invalid base64 in the initial response")
+                return
+            }
+        }
+        continueAuthentication(exchange.start(initialResponse: initialResponse), exchange: exchange)
+    }
+
+    /// Handles a line sent in reply to a 334 challenge: "*" cancels, anything else is a base64 response.
+    private mutating func handleAuthenticationResponse(_ line: ArraySlice<UInt8>, exchange: SASLServerExchange) {
+        phase = .command
+        if line.elementsEqual([UInt8(ascii: "*")]) {
+            reject(501, 5, 0, 0, "Authentication cancelled")
+            return
+        }
+        guard let response = Self.decodeBase64(line) else {
+            reject(501, 5, 5, 2, "Invalid base64 in the AUTH response; authentication ended")
+            return
+        }
+        var exchange = exchange
+        continueAuthentication(exchange.receive(response), exchange: exchange)
+    }
+
+    private mutating func continueAuthentication(_ step: SASLServerExchange.Step, exchange: SASLServerExchange) {
+        switch step {
+        case .challenge(let challenge):
+            phase = .authenticating(exchange)
+            // A 334 reply carries only the base64 challenge, without an enhanced status code.
+            pendingEvents.append(.reply(SMTPReply(code: 334, lines: [Data(challenge).base64EncodedString()])))
+        case .success(let user):
+            phase = .command
+            authenticatedUser = user
+            pendingEvents.append(.reply(Self.reply(235, 2, 7, 0, "Authentication successful")))
+        case .failure:
+            phase = .command
+            reject(535, 5, 7, 8, "Authentication credentials invalid")
+        case .malformed(let text):
+            phase = .command
+            reject(501, 5, 5, 2, text)
+        }
+    }
+
+    /// Decodes standard base64 with padding (RFC 4648 section 4), as RFC 4954 requires. An empty line
+    /// is an empty response. Returns nil for anything else, including spaces.
+    private static func decodeBase64(_ text: ArraySlice<UInt8>) -> [UInt8]? {
+        guard text.count % 4 == 0,
+              text.allSatisfy({ ASCII.isLetter($0) || ASCII.isDigit($0) || $0 == 0x2B || $0 == 0x2F || $0 == ASCII.equals }),
+              let data = Data(base64Encoded: Data(text))
+        else {
+            return nil
+        }
+        return Array(data)
     }
 
     // MARK: - Replies

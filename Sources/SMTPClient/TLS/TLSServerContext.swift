@@ -51,6 +51,11 @@ public final class TLSServerContext: @unchecked Sendable {
         SSL_CTX_free(context)
     }
 
+    /// The details of the server certificate, including the SHA-256 fingerprint that clients can pin.
+    public var certificateInfo: CertificateInfo? {
+        SSL_CTX_get0_certificate(context).map { CertificateInfo(certificate: $0) }
+    }
+
     /// Performs the server side of the TLS handshake on a socket returned by accept(2), waiting at most
     /// `timeout`, and returns the connection, ready for encrypted reads and writes.
     ///

@@ -163,6 +163,22 @@ public final class TCPConnection {
         outputStart = 0
     }
 
+    /// Sends as much of the output buffer as the stream takes at once, without waiting and even after
+    /// `cancellation` is cancelled, for a last reply right before `close()`. Errors end the attempt
+    /// silently, because the connection is about to close.
+    public func flushWithoutWaiting() {
+        while descriptor >= 0, outputStart < outputBuffer.count {
+            let result = try? outputBuffer.withUnsafeBytes { buffer in
+                try stream.send(UnsafeRawBufferPointer(rebasing: buffer[outputStart...]))
+            }
+            guard case let .transferred(sent)? = result else {
+                return
+            }
+            outputStart += sent
+            bytesWritten += UInt64(sent)
+        }
+    }
+
     /// Enqueues `bytes` and flushes the output buffer, with the same limits and errors as `flush`.
     public func write(_ bytes: some Sequence<UInt8>, timeout: Duration, deadline: ContinuousClock.Instant?) throws {
         enqueue(bytes)
