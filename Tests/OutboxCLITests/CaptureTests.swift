@@ -460,7 +460,7 @@ private let pipelinedTransaction = "EHLO client.test\r\nMAIL FROM:<a@example.tes
 
 // MARK: - Server and command
 
-private func makeTemporaryDirectory() throws -> String {
+func makeTemporaryDirectory() throws -> String {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-capture-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     return path
@@ -472,11 +472,11 @@ private func permissions(_ path: String) throws -> Int {
 }
 
 /// Returns the paths of the files in the Maildir's `new` directory, sorted by name.
-private func savedFiles(_ maildir: String) throws -> [String] {
+func savedFiles(_ maildir: String) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: maildir + "/new").sorted().map { maildir + "/new/" + $0 }
 }
 
-private func fileText(_ path: String) throws -> String {
+func fileText(_ path: String) throws -> String {
     String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
 }
 
@@ -487,7 +487,7 @@ private final class OutputRecorder: Sendable {
 }
 
 /// `outbox capture` running in process on port 0, with its output collected.
-private final class CaptureRun: Sendable {
+final class CaptureRun: Sendable {
     let maildir: String
     let port: UInt16
     private let task: Task<ExitCode, Never>
@@ -501,7 +501,7 @@ private final class CaptureRun: Sendable {
     }
 
     /// Starts the command and waits for its first output line to learn the port.
-    static func start(_ arguments: [String]) async throws -> CaptureRun {
+    static func start(_ arguments: [String], environment: [String: String] = [:]) async throws -> CaptureRun {
         let maildir = try makeTemporaryDirectory() + "/Maildir"
         let recorder = OutputRecorder()
         let (lines, continuation) = AsyncStream.makeStream(of: String.self)
@@ -514,7 +514,7 @@ private final class CaptureRun: Sendable {
             writeError: { text in recorder.errors.withLock { $0 += text } })
         let task = Task {
             let status = await CaptureCommand.run(
-                ["--port", "0", "--maildir", maildir] + arguments, console: console, environment: [:],
+                ["--port", "0", "--maildir", maildir] + arguments, console: console, environment: environment,
                 handlesSignals: false)
             continuation.finish()
             return status
@@ -531,6 +531,11 @@ private final class CaptureRun: Sendable {
         throw CancellationError()
     }
 
+    /// Everything the command printed to standard output so far.
+    var output: String {
+        recorder.output.withLock { $0 }
+    }
+
     /// Waits for the command to exit and returns its status with everything it printed.
     func finish() async -> (status: ExitCode, output: String, errors: String) {
         let status = await task.value
@@ -542,12 +547,12 @@ private final class CaptureRun: Sendable {
     }
 }
 
-private enum RawClientError: Error {
+enum RawClientError: Error {
     case closedByServer
 }
 
 /// A blocking SMTP client over a plain socket, for sending exactly the bytes a test needs.
-private final class RawClient {
+final class RawClient {
     private let descriptor: Int32
     private var parser = ReplyParser()
 
