@@ -156,8 +156,8 @@ extension CaptureCommand {
                 return try TLSServerContext(certificatePath: files.certificatePath, keyPath: files.keyPath)
             } catch {
                 throw SetupFailure(
-                    message: "The TLS certificate \(files.certificatePath) or key \(files.keyPath) cannot be used: "
-                        + "\(error)",
+                    message: "Loading the TLS certificate \(files.certificatePath) and key \(files.keyPath) failed: "
+                        + "\(error). Give PEM files, the key unencrypted and matching the certificate.",
                     exitCode: .configuration)
             }
         }

@@ -204,6 +204,14 @@ private func base64(_ text: String) -> String {
         #expect(result.error.hasPrefix("outbox capture: "))
     }
 
+    @Test func helpListsSecurityOptions() async throws {
+        let help = try await runOutbox(["capture", "--help"])
+        for option in ["--tls-cert FILE", "--print-fingerprint", "--implicit-tls", "--no-tls", "--auth any",
+                       "--auth-user NAME", "--auth-password-env VARIABLE", "--auth-required", "--allow-plaintext-auth"] {
+            #expect(help.output.contains(option), "\(option)")
+        }
+    }
+
     @Test func missingPasswordVariable() async throws {
         let maildir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: maildir) }
@@ -266,7 +274,7 @@ private func printedFingerprint(_ run: CaptureRun) throws -> String {
 private let testMessage = "From: a@example.test\nTo: b@example.test\nSubject: Secure\n\nbody\n"
 private let passwordVariable = "CAPTURE_TEST_PASSWORD"
 
-/// The options of `outbox send` that reach the capture run over STARTTLS, pinned and logged in as dev.
+/// Returns the options of `outbox send` that reach the capture run over STARTTLS, pinned and logged in as dev.
 private func sendArguments(_ run: CaptureRun, fingerprint: String) -> [String] {
     ["send", "-t", "--host", "127.0.0.1", "--port", String(run.port), "--tls", "starttls",
      "--tls-fingerprint", fingerprint, "--user", "dev", "--password-env", passwordVariable]
@@ -314,9 +322,11 @@ struct CaptureSecurityServerTests {
             sendArguments(run, fingerprint: fingerprint), input: testMessage,
             environment: [passwordVariable: password])
         #expect(accepted.status == 0, "\(accepted.error)")
-        let (status, _, _) = await run.finish()
+        let (status, _, errors) = await run.finish()
         #expect(status == .success)
         #expect(try savedFiles(run.maildir).count == 1)
+        #expect(errors.contains("rejected AUTH on connection 1 from 127.0.0.1:"), "\(errors)")
+        #expect(!errors.contains("wrong"))
     }
 
     @Test func authOfferedOnlyAfterStartTLS() async throws {

@@ -15,7 +15,7 @@ enum CaptureCredentials: Sendable {
 /// `start(initialResponse:)` begins the exchange, and `receive(_:)` takes each decoded response to a
 /// challenge until the step is no longer `.challenge`.
 struct SASLServerExchange {
-    /// What the server does next.
+    /// The server's next action.
     enum Step: Equatable {
         /// Send 334 with these bytes, base64-encoded, and pass the client's next line to `receive(_:)`.
         case challenge([UInt8])

@@ -448,7 +448,7 @@ final class CaptureServer: Sendable {
         }
     }
 
-    /// What the connection does after writing the replies that `handleEvents` collected.
+    /// The next step of a connection, after it writes the replies that `handleEvents` collected.
     private enum SessionAction {
         case readInput
         case close
@@ -467,6 +467,11 @@ final class CaptureServer: Sendable {
             case .reply(let reply):
                 output += reply.encoded()
                 lastReply = reply
+                // A rejected login is logged, without the user name or password, so that a developer
+                // can see why a client failed.
+                if reply.code == 535 || reply.code == 538 {
+                    log("outbox capture: rejected AUTH on \(label): \(reply)")
+                }
             case .message(let message):
                 session.finishMessage(save(message, peer: peer, label: label))
                 // After the last message, a MAIL pipelined behind it must already find the server draining.

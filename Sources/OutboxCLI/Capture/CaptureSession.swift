@@ -31,9 +31,9 @@ struct CapturedMessage: Sendable {
 /// after the end of data stay buffered for the next command. Because the session never touches a socket,
 /// the server puts a TLS stream under it after STARTTLS without changing the dialogue.
 ///
-/// STARTTLS (RFC 3207) and AUTH (RFC 4954) are offered as `Security` says. A STARTTLS followed by bytes
-/// that the client sent before the 220 reply is rejected and the connection closed, so that no plaintext
-/// command can be injected into the TLS session (CVE-2011-0411).
+/// STARTTLS (RFC 3207) and AUTH (RFC 4954) are offered as `Security` configures them. A STARTTLS with
+/// bytes buffered behind it gets 554 and the session closes, so that no plaintext command can be
+/// injected into the TLS session (CVE-2011-0411).
 struct CaptureSession {
     /// Bounds that keep a hostile or broken client from using unbounded memory or time.
     struct Limits: Sendable {
@@ -57,7 +57,7 @@ struct CaptureSession {
         var maxAuthenticationLineLength = 12288
     }
 
-    /// Which of STARTTLS and AUTH the session offers, and what it requires.
+    /// The STARTTLS and AUTH settings of a session: what it offers and what it requires.
     struct Security: Sendable {
         /// Whether EHLO offers STARTTLS while the connection is not yet encrypted.
         var offersStartTLS = false
@@ -225,7 +225,7 @@ struct CaptureSession {
     }
 
     /// Continues the session after the TLS handshake that the `.startTLS` event asked for. As RFC 3207
-    /// section 4.2 requires, the session forgets what the client said before: the EHLO domain, any
+    /// section 4.2 requires, the session forgets what the client sent before: the EHLO domain, any
     /// transaction and any AUTH. No input is kept, because the command was rejected if any followed it.
     mutating func finishStartTLS(protocolVersion: String) {
         guard case .startingTLS = phase else {
@@ -360,6 +360,7 @@ struct CaptureSession {
             "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
         ]
+
         if security.offersStartTLS && tlsProtocolVersion == nil {
             lines.append("STARTTLS")
         }
