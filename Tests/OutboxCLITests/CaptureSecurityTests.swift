@@ -3,6 +3,7 @@ import Glibc
 import OutboxTestSupport
 import SMTPClient
 import SMTPCore
+import Synchronization
 import Testing
 @testable import OutboxCLI
 
@@ -280,6 +281,18 @@ private func sendArguments(_ run: CaptureRun, fingerprint: String) -> [String] {
      "--tls-fingerprint", fingerprint, "--user", "dev", "--password-env", passwordVariable]
 }
 
+/// Returns a server with STARTTLS on a generated certificate.
+private func makeTLSServer(maildir: String, log: @escaping @Sendable (String) -> Void) throws -> CaptureServer {
+    let certificate = try SelfSignedCertificate.generate(
+        commonName: "localhost", alternativeNames: CaptureCommand.generatedCertificateNames)
+    var configuration = CaptureServer.Configuration(address: .ipv4)
+    configuration.tls = try TLSServerContext(
+        certificatePEM: certificate.certificatePEM, privateKeyPEM: certificate.privateKeyPEM)
+    return try CaptureServer(
+        configuration: configuration, maildir: try Maildir(creatingAt: maildir),
+        onMessageSaved: { _ in }, log: log)
+}
+
 @Suite(.timeLimit(.minutes(1)))
 struct CaptureSecurityServerTests {
     @Test func sendOverStartTLSWithAuth() async throws {
@@ -374,6 +387,64 @@ struct CaptureSecurityServerTests {
         let (_, output, errors) = await run.finish()
         #expect(!output.contains("injected@"))
         #expect(errors.contains("554 5.5.1 Commands were pipelined after STARTTLS"))
+    }
+
+    @Test func plaintextAfterStartTLSReplyFailsHandshake() async throws {
+        let maildir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: maildir) }
+        let logs = Mutex<[String]>([])
+        let server = try makeTLSServer(maildir: maildir) { line in logs.withLock { $0.append(line) } }
+        server.start()
+        let client = try RawClient(port: server.port)
+        try client.send("EHLO raw.test\r\nSTARTTLS\r\n")
+        #expect(try client.readCodes(3) == [220, 250, 220])
+        try client.send("MAIL FROM:<injected@example.test>\r\n")
+        #expect(client.isClosedByServer())
+        server.stop()
+        await server.waitUntilFinished()
+        #expect(server.savedMessageCount == 0)
+        #expect(logs.withLock { $0 }.contains { $0.contains("the TLS handshake after STARTTLS on connection 1") })
+    }
+
+    @Test func stopSends421OverTLS() async throws {
+        let maildir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: maildir) }
+        let server = try makeTLSServer(maildir: maildir) { _ in }
+        server.start()
+        let client = try TLSLineClient(port: server.port)
+        try client.send("EHLO raw.test\r\nSTARTTLS\r\n")
+        #expect(try client.readReply().code == 220)
+        #expect(try client.readReply().code == 250)
+        #expect(try client.readReply().code == 220)
+        let fingerprint = try #require(server.configuration.tls?.certificateInfo?.sha256Fingerprint)
+        try client.startTLS(fingerprint: fingerprint)
+        try client.send("EHLO raw.test\r\n")
+        #expect(try client.readReply().code == 250)
+
+        // The session is blocked in a read, so the 421 goes out after cancellation, through TLS.
+        server.stop()
+        let reply = try client.readReply()
+        #expect(reply.code == 421)
+        #expect(reply.text.contains("shutting down"))
+        await server.waitUntilFinished()
+    }
+
+    @Test func passwordFromFile() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let passwordFile = directory + "/password"
+        #expect(FileManager.default.createFile(
+            atPath: passwordFile, contents: Data((password + "\n").utf8), attributes: [.posixPermissions: 0o600]))
+        let run = try await CaptureRun.start(
+            ["--max-messages", "1", "--print-fingerprint", "--auth-user", "dev", "--auth-password-file", passwordFile])
+        defer { run.remove() }
+        let result = try await runOutbox(
+            ["send", "-t", "--host", "127.0.0.1", "--port", String(run.port), "--tls-fingerprint",
+             try printedFingerprint(run), "--user", "dev", "--password-file", passwordFile],
+            input: testMessage)
+        #expect(result.status == 0, "\(result.error)")
+        let (_, output, _) = await run.finish()
+        #expect(output.contains(" user dev subject "))
     }
 
     @Test func givenCertificateServed() async throws {
