@@ -51,9 +51,10 @@ enum CaptureCommand {
                                Offer AUTH before TLS too. Without it, AUTH is offered only
                                after STARTTLS (or with --implicit-tls), and gets 538 before.
 
-        When the server is ready, it prints one line to standard output (after the
-        fingerprint line with --print-fingerprint):
+        When the server is ready, it prints one line to standard output:
           outbox capture: listening on 127.0.0.1:PORT, saving to DIR
+        With --print-fingerprint, this line comes first:
+          outbox capture: TLS certificate SHA-256 fingerprint AB:CD:...:EF
         and then one line for each message saved:
           TIME from <SENDER> to <RECIPIENT>, ... size OCTETS [tls VERSION] [user NAME]
             subject "SUBJECT" file PATH
@@ -62,8 +63,8 @@ enum CaptureCommand {
         without decoding, and cut to 60 characters. Errors and the final count go to
         standard error.
 
-        The server offers PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES and
-        STARTTLS, and AUTH as configured above. After STARTTLS the server forgets the
+        The server offers PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES,
+        STARTTLS (unless --implicit-tls or --no-tls) and AUTH as configured above. After STARTTLS the server forgets the
         EHLO and any AUTH, as RFC 3207 requires. A command pipelined behind STARTTLS is
         rejected: with 554 and a closed connection when it arrives with STARTTLS, or by
         the failing TLS handshake when it arrives later. Each file is the message as
