@@ -325,12 +325,15 @@ final class CaptureServer: Sendable {
         defer { connection.close() }
         var security = configuration.security
         security.offersStartTLS = configuration.tls != nil && !configuration.usesImplicitTLS
-        var session = CaptureSession(serverName: configuration.serverName, limits: configuration.limits, security: security)
+        var session = CaptureSession(
+            serverName: configuration.serverName, limits: configuration.limits, security: security)
         if configuration.usesImplicitTLS, let tls = configuration.tls {
             do {
                 let info = try connection.acceptTLS(
                     context: tls, timeout: configuration.tlsHandshakeTimeout, deadline: nil)
                 session.startWithTLS(protocolVersion: info.protocolVersion)
+            } catch TransportError.cancelled {
+                return
             } catch {
                 log("outbox capture: the TLS handshake on \(label) failed: \(error)")
                 return

@@ -613,7 +613,8 @@ struct CaptureSession {
             mechanism: mechanism, offeredMechanisms: security.mechanisms, credentials: credentials,
             serverName: serverName)
         else {
-            reject(504, 5, 5, 4, "Unrecognized authentication mechanism: offered are \(security.mechanisms.joined(separator: ", "))")
+            let offered = security.mechanisms.joined(separator: ", ")
+            reject(504, 5, 5, 4, "Unrecognized authentication mechanism. Use one of \(offered)")
             return
         }
         var initialResponse: [UInt8]?
@@ -670,7 +671,8 @@ struct CaptureSession {
     /// is an empty response. Returns nil for anything else, including spaces.
     private static func decodeBase64(_ text: ArraySlice<UInt8>) -> [UInt8]? {
         guard text.count % 4 == 0,
-              text.allSatisfy({ ASCII.isLetter($0) || ASCII.isDigit($0) || $0 == 0x2B || $0 == 0x2F || $0 == ASCII.equals }),
+              text.allSatisfy({ ASCII.isLetter($0) || ASCII.isDigit($0) || $0 == ASCII.plus || $0 == ASCII.slash
+                  || $0 == ASCII.equals }),
               let data = Data(base64Encoded: Data(text))
         else {
             return nil
@@ -1006,6 +1008,8 @@ enum ASCII {
     static let colon = UInt8(ascii: ":")
     static let equals = UInt8(ascii: "=")
     static let hyphen = UInt8(ascii: "-")
+    static let plus = UInt8(ascii: "+")
+    static let slash = UInt8(ascii: "/")
 
     static func isLetter(_ byte: UInt8) -> Bool {
         (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
