@@ -64,12 +64,13 @@ enum CaptureCommand {
         standard error.
 
         The server offers PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES,
-        STARTTLS (unless --implicit-tls or --no-tls) and AUTH as configured above. After STARTTLS the server forgets the
-        EHLO and any AUTH, as RFC 3207 requires. A command pipelined behind STARTTLS is
-        rejected: with 554 and a closed connection when it arrives with STARTTLS, or by
-        the failing TLS handshake when it arrives later. Each file is the message as
-        received, with its CRLF line endings, after added Return-Path and Received
-        fields. Lines of more than 998 octets are rejected, as RFC 5322 requires.
+        STARTTLS (unless --implicit-tls or --no-tls) and AUTH as configured above.
+        After STARTTLS the server discards the EHLO and any AUTH, as RFC 3207 requires.
+        A command pipelined behind STARTTLS is rejected: with 554 and a closed
+        connection when it arrives with STARTTLS, or by the failing TLS handshake when
+        it arrives later. Each file is the message as received, with its CRLF line
+        endings, after added Return-Path and Received fields. Lines of more than 998
+        octets are rejected, as RFC 5322 requires.
 
         Exit status: 0 after SIGINT, SIGTERM or --max-messages; 64 (EX_USAGE) for a wrong
         command line; 70 (EX_SOFTWARE) when the certificate cannot be generated; 71

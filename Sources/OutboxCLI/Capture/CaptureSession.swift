@@ -225,7 +225,7 @@ struct CaptureSession {
     }
 
     /// Continues the session after the TLS handshake that the `.startTLS` event asked for. As RFC 3207
-    /// section 4.2 requires, the session forgets what the client sent before: the EHLO domain, any
+    /// section 4.2 requires, the session discards what the client sent before: the EHLO domain, any
     /// transaction and any AUTH. No input is kept, because the command was rejected if any followed it.
     mutating func finishStartTLS(protocolVersion: String) {
         guard case .startingTLS = phase else {
