@@ -191,6 +191,16 @@ struct PreparedMessage {
         } catch {
             throw SendCommand.Failure(message: "The address <\(address.addrSpec)> cannot be used: \(error)", exitCode: .dataError)
         }
-        return address.addrSpec
+        // An internationalized domain goes into the envelope in A-labels, which every server takes.
+        // A non-ASCII local part needs SMTPUTF8 anyway, so that address is sent as UTF-8 whole.
+        let isASCII = { (text: String) in text.utf8.allSatisfy { $0 < 0x80 } }
+        guard !isASCII(address.domain), isASCII(address.localPart) else { return address.addrSpec }
+        do {
+            return try address.addrSpecWithASCIIDomain()
+        } catch {
+            throw SendCommand.Failure(
+                message: "The domain of <\(address.addrSpec)> is not a valid internationalized domain name: \(error)",
+                exitCode: .dataError)
+        }
     }
 }

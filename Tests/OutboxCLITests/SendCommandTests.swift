@@ -49,6 +49,25 @@ struct SendCommandTests {
         #expect(data.contains("\r\nSubject: Hello\r\n\r\n..leading dot\r\nBody.\r\n"))
     }
 
+    @Test func internationalDomainSentAsALabels() async throws {
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let result = try await runOutbox(
+            ["send", "-f", "alice@bücher.example"] + serverOptions(server) + ["bob@bücher.example"],
+            input: simpleMessage)
+        #expect(result.status == 0, "\(result.error)")
+        #expect(server.waitUntilFinished())
+        let lines = try #require(server.connections.first).lines
+        #expect(lines.contains { $0.hasPrefix("MAIL FROM:<alice@xn--bcher-kva.example>") })
+        #expect(lines.contains("RCPT TO:<bob@xn--bcher-kva.example>"))
+    }
+
+    @Test func invalidInternationalDomainRejected() async throws {
+        let result = try await runOutbox(["send", "--host", "127.0.0.1", "bob@\u{0301}abc.example"], input: simpleMessage)
+        #expect(result.status == ExitCode.dataError.rawValue, "\(result.error)")
+        #expect(result.error.contains("not a valid internationalized domain name"))
+    }
+
     @Test func argumentsAndEnvelopeSender() async throws {
         let server = try ScriptedServer(script: [.playESMTP(.init())])
         defer { server.stop() }
