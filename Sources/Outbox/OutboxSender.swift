@@ -269,7 +269,11 @@ public final class OutboxSender: Sendable {
             let attempted = message.recipients.indices.filter { message.recipients[$0].state.isOutstanding }
             let envelope = Envelope(
                 sender: message.sender,
-                recipients: attempted.map { Recipient(message.recipients[$0].address) })
+                recipients: attempted.map {
+                    let recipient = message.recipients[$0]
+                    return Recipient(recipient.address, notify: StoredDeliveryStatus.notify(fromParameters: recipient.parameters))
+                },
+                deliveryStatus: StoredDeliveryStatus.request(fromEnvelopeOptions: message.envelopeOptions))
             do {
                 let outgoing = try OutgoingMessage(content: FileMessageContent(url: store.contentURL(id: message.id)))
                 items.append(PreparedItem(message: message, attempted: attempted, outgoing: outgoing, envelope: envelope))

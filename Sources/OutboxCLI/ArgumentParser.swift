@@ -18,6 +18,23 @@ struct ArgumentParser {
         func flag(_ key: String) -> Bool { values[key] != nil }
         func value(_ key: String) -> String? { values[key]?.last }
 
+        /// Returns these results with `defaults` (option keys and values, `""` for a flag) added
+        /// for every option that was not given.
+        func addingDefaults(_ defaults: [String: String]) -> Result {
+            var result = self
+            for (key, value) in defaults where result.values[key] == nil {
+                result.values[key] = [value]
+            }
+            return result
+        }
+
+        /// Returns these results with other positional arguments.
+        func replacingPositionals(_ positionals: [String]) -> Result {
+            var result = self
+            result.positionals = positionals
+            return result
+        }
+
         fileprivate mutating func add(_ key: String, _ value: String) {
             values[key, default: []].append(value)
         }

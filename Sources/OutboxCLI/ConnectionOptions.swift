@@ -80,9 +80,12 @@ enum ConnectionOptions {
 
     /// Builds the client configuration from the options.
     ///
-    /// - Parameter warn: receives warnings, such as a password file that others can read.
+    /// - Parameters:
+    ///   - password: a password from the configuration file, used when no password option is given.
+    ///   - warn: receives warnings, such as a password file that others can read.
     static func configuration(
-        _ options: ArgumentParser.Result, command: String, environment: [String: String], warn: (String) -> Void
+        _ options: ArgumentParser.Result, command: String, environment: [String: String], password: String? = nil,
+        warn: (String) -> Void
     ) throws -> SMTPClientConfiguration {
         let host = options.value("--host") ?? "localhost"
         guard !host.isEmpty, !host.contains(where: { $0.isWhitespace || $0.isNewline }) else {
@@ -123,7 +126,7 @@ enum ConnectionOptions {
         configuration.sessionDeadline = try seconds(options, "--deadline", command: command)
         configuration.usePipelining = !options.flag("--no-pipelining")
         configuration.authentication = try authentication(
-            options, command: command, environment: environment, warn: warn)
+            options, command: command, environment: environment, password: password, warn: warn)
         return configuration
     }
 
@@ -183,13 +186,17 @@ enum ConnectionOptions {
     }
 
     private static func authentication(
-        _ options: ArgumentParser.Result, command: String, environment: [String: String], warn: (String) -> Void
+        _ options: ArgumentParser.Result, command: String, environment: [String: String], password: String?,
+        warn: (String) -> Void
     ) throws -> AuthenticationConfiguration? {
-        let sources: [SecretSource] = [
+        var sources: [SecretSource] = [
             options.value("--password-command").map(SecretSource.command),
             options.value("--password-env").map(SecretSource.environment),
             options.value("--password-file").map(SecretSource.file),
         ].compactMap { $0 }
+        if sources.isEmpty, let password {
+            sources = [.configured(password)]
+        }
         guard let user = options.value("--user") else {
             if !sources.isEmpty || options.value("--auth") != nil {
                 throw UsageError("A password source or --auth needs --user.", command: command)

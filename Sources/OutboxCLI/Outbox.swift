@@ -16,17 +16,40 @@ public enum OutboxCommand {
           check     Connect to a server and show its extensions, TLS certificate and login
                     result, without sending mail.
           compose   Build a MIME message with attachments and print it, for 'outbox send -t'.
+          sendmail  Send a message with the flags of sendmail and msmtp (-t -i -f -F -N
+                    -R -V -X, -bp, -q). A link named sendmail to outbox runs this too.
+          mailq     List the queue, as 'outbox queue list'. So does a link named mailq.
           help      Show help for a command: outbox help send.
 
         Options:
           -h, --help     Show this help.
           --version      Show the version.
 
+        Configuration: $XDG_CONFIG_HOME/outbox/config, else ~/.msmtprc, else
+        $XDG_CONFIG_HOME/msmtp/config, in msmtp's format; see 'man outbox'. Options given
+        on the command line override it.
+
         Exit statuses follow sysexits.h: 0 success, 64 usage error, 65 invalid message,
         66 input not found, 67 recipient rejected, 68 host unknown, 69 service unavailable,
         70 internal error, 71 system error, 74 input or output error, 75 temporary failure
         (try again later), 76 protocol error, 77 login rejected, 78 configuration error.
         """
+
+    /// Runs the command line as the program `programName` (argv[0]): through a link named
+    /// `sendmail` it is `outbox sendmail`, through one named `mailq` it is `outbox queue list`.
+    public static func run(
+        programName: String, arguments: [String], console: Console = .standard
+    ) async -> Int32 {
+        let name = programName.split(separator: "/").last.map(String.init) ?? programName
+        switch name {
+        case "sendmail":
+            return await SendmailCommand.run(arguments, console: console)
+        case "mailq":
+            return await SendmailCommand.runMailq(arguments, console: console)
+        default:
+            return await run(arguments, console: console)
+        }
+    }
 
     /// Runs the command line, without the program name, and returns the exit status.
     public static func run(_ arguments: [String], console: Console = .standard) async -> Int32 {
@@ -46,6 +69,10 @@ public enum OutboxCommand {
             return await CheckCommand.run(rest, console: console).rawValue
         case "compose":
             return await ComposeCommand.run(rest, console: console).rawValue
+        case "sendmail":
+            return await SendmailCommand.run(rest, console: console)
+        case "mailq":
+            return await SendmailCommand.runMailq(rest, console: console)
         case "help", "-h", "--help":
             switch rest.first {
             case nil:
@@ -60,6 +87,8 @@ public enum OutboxCommand {
                 console.print(CheckCommand.help)
             case "compose":
                 console.print(ComposeCommand.help)
+            case "sendmail", "mailq":
+                console.print(SendmailCommand.help)
             case let other?:
                 console.printError("outbox: unknown command \"\(other)\". Run 'outbox --help' for the commands.")
                 return ExitCode.usage.rawValue

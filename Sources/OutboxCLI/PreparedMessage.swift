@@ -16,7 +16,26 @@ struct PreparedMessage {
     /// the limit stops a hostile input from filling memory.
     static let maxHeaderSize = 1024 * 1024
 
-    init(spool: MessageSpool, options: ArgumentParser.Result) throws {
+    /// How the header section is changed before sending, from msmtp's `set_from_header`,
+    /// `remove_bcc_headers` and `undisclosed_recipients` settings and sendmail's -F.
+    struct HeaderPolicy {
+        enum FromHeader: String {
+            /// Add a From field when the message has none.
+            case auto
+            /// Replace every From field.
+            case on
+            case off
+        }
+
+        var fromHeader = FromHeader.auto
+        /// The display name for an added From field (-F).
+        var fullName: String?
+        var removeBcc = true
+        /// Replace To, Cc and Bcc with `To: undisclosed-recipients:;`.
+        var undisclosedRecipients = false
+    }
+
+    init(spool: MessageSpool, options: ArgumentParser.Result, headerPolicy: HeaderPolicy = HeaderPolicy()) throws {
         let (header, headerBytes) = try Self.readHeader(spool)
         try Self.rejectBareCR(in: headerBytes[..<header.bodyOffset])
 
@@ -30,18 +49,35 @@ struct PreparedMessage {
                 : "name them as arguments, or pass -t to take them from To, Cc and Bcc."
             throw UsageError("No recipients: \(hint)", command: "send")
         }
-        envelope = Envelope(sender: sender, recipients: recipients.map { Recipient($0) })
+        let dsn = try Self.deliveryStatus(options)
+        envelope = Envelope(
+            sender: sender, recipients: recipients.map { Recipient($0, notify: dsn.notify) },
+            deliveryStatus: dsn.request)
 
         // Bcc recipients must not see each other or be seen by the others, so the field is dropped
-        // from what is sent, whether or not -t was given.
-        let bccFields = header.fields.filter { $0.hasName("Bcc") || $0.hasName("Resent-Bcc") }
+        // from what is sent, whether or not -t was given, unless `remove_bcc_headers off` keeps it.
+        let policy = headerPolicy
+        let hasFrom = !header.fields(named: "From").isEmpty
+        let dropped = header.fields.filter { field in
+            let bcc = field.hasName("Bcc") || field.hasName("Resent-Bcc")
+            return (bcc && (policy.removeBcc || policy.undisclosedRecipients))
+                || (policy.undisclosedRecipients && (field.hasName("To") || field.hasName("Cc")))
+                || (policy.fromHeader == .on && field.hasName("From"))
+        }
+        var added = ""
+        if !sender.isEmpty, policy.fromHeader == .on || (policy.fromHeader == .auto && !hasFrom) {
+            added += "From: \(Self.mailbox(sender, name: policy.fullName))\r\n"
+        }
+        if policy.undisclosedRecipients {
+            added += "To: undisclosed-recipients:;\r\n"
+        }
         let content: any MessageContent
-        if bccFields.isEmpty {
+        if dropped.isEmpty, added.isEmpty {
             content = FileMessageContent(url: spool.url)
         } else {
-            var kept: [UInt8] = []
+            var kept = Array(added.utf8)
             var position = 0
-            for field in bccFields {
+            for field in dropped {
                 kept += headerBytes[position..<field.range.lowerBound]
                 position = field.range.upperBound
             }
@@ -57,6 +93,62 @@ struct PreparedMessage {
         } catch {
             throw SendCommand.Failure(message: "Reading the message failed: \(error)", exitCode: .ioError)
         }
+    }
+
+    /// Returns the envelope sender that -f gives, or else the one in the Sender or From field, or
+    /// nil; for choosing the account before the message is prepared.
+    static func senderCandidate(spool: MessageSpool, options: ArgumentParser.Result) -> String? {
+        guard let (header, _) = try? readHeader(spool) else { return nil }
+        return try? sender(options: options, header: header)
+    }
+
+    /// Returns the NOTIFY value for every recipient (-N) and the RET and ENVID values (-R, -V).
+    private static func deliveryStatus(
+        _ options: ArgumentParser.Result
+    ) throws -> (notify: DeliveryStatusRequest.Notify?, request: DeliveryStatusRequest?) {
+        var notify: DeliveryStatusRequest.Notify?
+        if let text = options.value("-N") {
+            guard let parsed = DSNOptions.notify(text) else {
+                throw UsageError(
+                    "-N takes never or a comma-separated list of success, failure and delay, not \"\(UsageError.printable(text))\".",
+                    command: "send")
+            }
+            notify = parsed
+        }
+        var request = DeliveryStatusRequest()
+        if let text = options.value("-R") {
+            guard let ret = DSNOptions.returnContent(text) else {
+                throw UsageError("-R takes full or hdrs, not \"\(UsageError.printable(text))\".", command: "send")
+            }
+            request.returnContent = ret
+        }
+        if let text = options.value("-V") {
+            guard DSNOptions.isValidEnvelopeID(text) else {
+                throw UsageError(
+                    "-V takes an envelope id of 1 to 100 printable ASCII characters without spaces, not \"\(UsageError.printable(text))\".",
+                    command: "send")
+            }
+            request.envelopeID = text
+        }
+        let given = request.returnContent != nil || request.envelopeID != nil
+        return (notify, given ? request : nil)
+    }
+
+    /// Formats `name <address>` for an added From field: the name as an atom sequence when it is
+    /// plain ASCII, as a quoted string when it has specials, and as an RFC 2047 encoded word when it
+    /// is not ASCII.
+    static func mailbox(_ address: String, name: String?) -> String {
+        guard let name, !name.isEmpty else { return address }
+        let scalars = name.unicodeScalars
+        if scalars.contains(where: { $0.value > 0x7E || $0.value < 0x20 }) {
+            return "=?UTF-8?B?\(Data(name.utf8).base64EncodedString())?= <\(address)>"
+        }
+        let specials = Set("()<>[]:;@\\,.\"")
+        if name.contains(where: { specials.contains($0) }) {
+            let escaped = name.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            return "\"\(escaped)\" <\(address)>"
+        }
+        return "\(name) <\(address)>"
     }
 
     /// Parses the header section from the start of the spool, and returns it with the bytes read.

@@ -56,21 +56,35 @@ enum QueueCommand {
         .init(names: ["--poll"], takesValue: true),
         .init(names: ["--all"], takesValue: false),
         .init(names: ["--debug"], takesValue: false),
+        .init(names: ["-C", "--config"], takesValue: true),
+        .init(names: ["-a", "--account"], takesValue: true),
+        .init(names: ["-X"], takesValue: true),
         .init(names: ["-h", "--help"], takesValue: false),
     ] + StoreOptions.options)
 
     static func run(_ arguments: [String], console: Console) async -> ExitCode {
         do {
-            let options = try parser.parse(arguments)
-            if options.flag("-h") {
+            let commandLine = try parser.parse(arguments)
+            if commandLine.flag("-h") {
                 console.print(help)
                 return .success
             }
+            // The store, retry and log settings come from the account that -a names, else the
+            // account named default, else the defaults section.
+            let file = try AccountSettings.findFile(
+                commandLine, environment: console.environment, warn: { console.printError("outbox queue: \($0)") })
+            let account = try AccountSettings.select(file: file, name: commandLine.value("-a"), sender: nil)
+            let options = try account.merged(into: commandLine, environment: console.environment)
+            let log = QueueLog(
+                log: DeliveryLog(file: options.value("-X"), syslogFacility: account.syslogFacility, console: console))
             guard let action = options.positionals.first else {
                 throw UsageError("Name an action: list, show, flush, retry, hold, release or delete.", command: "queue")
             }
             let rest = Array(options.positionals.dropFirst())
-            return try await perform(action, rest, options: options, console: console)
+            return try await perform(action, rest, options: options, console: console, log: log)
+        } catch let error as ConfigError {
+            console.printError("outbox queue: \(error)")
+            return .configuration
         } catch let error as UsageError {
             console.printError("outbox queue: \(error)")
             return .usage
@@ -87,7 +101,7 @@ enum QueueCommand {
     }
 
     private static func perform(
-        _ action: String, _ arguments: [String], options: ArgumentParser.Result, console: Console
+        _ action: String, _ arguments: [String], options: ArgumentParser.Result, console: Console, log: QueueLog
     ) async throws -> ExitCode {
         let store = try StoreOptions.openStore(options, environment: console.environment)
         switch action {
@@ -99,10 +113,10 @@ enum QueueCommand {
             try show(store, id: arguments[0], console: console)
         case "flush":
             try expectArguments(arguments, 0, action)
-            return try await flush(store, options: options, console: console)
+            return try await flush(store, options: options, console: console, log: log)
         case "run":
             try expectArguments(arguments, 0, action)
-            try await runService(store, options: options, console: console)
+            try await runService(store, options: options, console: console, log: log)
         case "retry":
             if options.flag("--all") {
                 try expectArguments(arguments, 0, action)
@@ -260,10 +274,13 @@ enum QueueCommand {
     }
 
     /// `outbox queue run`: flushes until SIGINT or SIGTERM.
-    private static func runService(_ store: MailStore, options: ArgumentParser.Result, console: Console) async throws {
+    private static func runService(
+        _ store: MailStore, options: ArgumentParser.Result, console: Console, log: QueueLog
+    ) async throws {
         let poll = try ConnectionOptions.seconds(options, "--poll", command: "queue") ?? .seconds(30)
         let sender = try makeSender(store, options: options, console: console, transcript: nil)
         console.printError("outbox queue: \(format(Date())) sending from \(store.url.path), checking every \(poll)")
+        log.event("queue run started: store=\(store.url.path) poll=\(poll)")
         let task = Task {
             await sender.run(pollInterval: poll) { report in
                 var line = "\(format(Date())) sent \(report.sent.count), failed \(report.failed.count), "
@@ -272,8 +289,10 @@ enum QueueCommand {
                     line += ", \(report.unknownOutcomes.count) unconfirmed"
                 }
                 console.printError("outbox queue: \(line)")
+                log.messages(report, store: store)
                 for error in report.errors {
                     console.printError("outbox queue: \(error)")
+                    log.event("error: \(error)", isError: true)
                 }
             }
         }
@@ -281,9 +300,12 @@ enum QueueCommand {
         defer { restore() }
         await task.value
         console.printError("outbox queue: \(format(Date())) stopped")
+        log.event("queue run stopped")
     }
 
-    private static func flush(_ store: MailStore, options: ArgumentParser.Result, console: Console) async throws -> ExitCode {
+    private static func flush(
+        _ store: MailStore, options: ArgumentParser.Result, console: Console, log: QueueLog
+    ) async throws -> ExitCode {
         var transcript: TranscriptHandler?
         if options.flag("--debug") {
             transcript = { @Sendable line in console.writeError("\(line)\n") }
@@ -297,8 +319,10 @@ enum QueueCommand {
         let report = try await sender.flush(expedite: options.flag("--now"), progress: progress)
         bar?.end()
 
+        log.messages(report, store: store)
         for error in report.errors {
             console.printError("outbox queue: \(error)")
+            log.event("error: \(error)", isError: true)
         }
         var summary = "sent \(report.sent.count), failed \(report.failed.count), deferred \(report.deferred.count)"
         if !report.unknownOutcomes.isEmpty {

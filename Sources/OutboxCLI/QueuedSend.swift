@@ -20,12 +20,16 @@ struct QueuedSend {
     let configuration: SMTPClientConfiguration
     let transcript: TranscriptHandler?
     let console: Console
+    /// The options as given, without the configuration file's settings, for the stored account.
+    let commandLine: ArgumentParser.Result
+    let account: AccountSettings
+    let log: DeliveryLog
 
     func run(_ prepared: PreparedMessage, mode: Mode) async throws -> ExitCode {
         let store = try StoreOptions.openStore(options, environment: console.environment)
         let policy = try StoreOptions.retryPolicy(options, command: "send")
         let notices = try StoreOptions.failureNotices(options, command: "send")
-        let account = StoreOptions.account(options)
+        let account = StoreOptions.account(commandLine, reference: self.account.reference)
         let stored = try add(prepared, to: store, account: account, held: mode == .held)
 
         switch mode {
@@ -44,7 +48,8 @@ struct QueuedSend {
         let configuration = self.configuration
         let environment = console.environment
         let console = self.console
-        let fallback = StoreOptions.resolver(environment: environment, warn: { console.printError("outbox send: \($0)") })
+        let fallback = StoreOptions.resolver(
+            environment: environment, warn: { console.printError("outbox send: \($0)") })
         let sender = OutboxSender(
             store: store, configuration: .init(connectionsPerServer: 1, retryPolicy: policy, failureNotices: notices),
             transcript: transcript,
@@ -57,7 +62,25 @@ struct QueuedSend {
             let others = report.sent.count + report.failed.count - 1
             console.printError("outbox send: \(others) queued message(s) for the same server went out too.")
         }
-        return self.report(message)
+        let status = self.report(message)
+        if log.isEnabled {
+            log.write(logEntry(message, status: status).line, isError: status != .success, command: "send")
+        }
+        return status
+    }
+
+    /// The log line of a message after an attempt: the last reply that a recipient got, or the
+    /// error that kept the message from being sent.
+    private func logEntry(_ message: StoredMessage, status: ExitCode) -> DeliveryLogEntry {
+        var entry = DeliveryLogEntry(
+            configuration: configuration, sender: message.sender, recipients: message.recipients.map(\.address),
+            size: message.size)
+        let reply = message.recipients.last { $0.reply != nil }?.reply
+        entry.smtpStatus = reply?.code
+        entry.smtpMessage = reply?.description
+        entry.error = message.folder == .sent ? nil : message.lastError
+        entry.exitCode = message.folder == .outbox ? .temporaryFailure : status
+        return entry
     }
 
     /// Copies the message as it will be sent (without Bcc) into the store.
@@ -66,8 +89,11 @@ struct QueuedSend {
     ) throws -> StoredMessage {
         let new = NewMessage(
             sender: prepared.envelope.sender,
-            recipients: prepared.envelope.recipients.map { StoredRecipient(address: $0.address) },
+            recipients: prepared.envelope.recipients.map {
+                StoredRecipient(address: $0.address, parameters: StoredDeliveryStatus.parameters($0.notify))
+            },
             account: account, route: StoreOptions.route(account: account, configuration: configuration),
+            envelopeOptions: StoredDeliveryStatus.envelopeOptions(prepared.envelope.deliveryStatus),
             messageID: prepared.messageID, subject: prepared.subject, held: held)
         do {
             return try store.add(new) { writer in

@@ -10,6 +10,8 @@ enum SecretSource {
     case environment(String)
     /// The first line of a file. The file should be readable only by its owner.
     case file(String)
+    /// A `password` written in the configuration file.
+    case configured(String)
 
     /// Reads the secret.
     ///
@@ -28,6 +30,8 @@ enum SecretSource {
             return Secret(value)
         case .file(let path):
             return Secret(try Self.readFile(path, warn: warn))
+        case .configured(let password):
+            return Secret(password)
         }
     }
 

@@ -48,7 +48,14 @@ enum SendCommand {
     static let parser = ArgumentParser(command: "send", options: [
         .init(names: ["-t"], takesValue: false),
         .init(names: ["-i", "-oi"], takesValue: false),
-        .init(names: ["-f"], takesValue: true),
+        .init(names: ["-f", "-r"], takesValue: true),
+        .init(names: ["-F"], takesValue: true),
+        .init(names: ["-a", "--account"], takesValue: true),
+        .init(names: ["-C", "--config"], takesValue: true),
+        .init(names: ["-N"], takesValue: true),
+        .init(names: ["-R"], takesValue: true),
+        .init(names: ["-V"], takesValue: true),
+        .init(names: ["-X"], takesValue: true),
         .init(names: ["--file"], takesValue: true),
         .init(names: ["-v", "--verbose"], takesValue: false),
         .init(names: ["--debug"], takesValue: false),
@@ -78,32 +85,52 @@ enum SendCommand {
         } catch let failure as Failure {
             console.printError("outbox send: \(failure.message)")
             return failure.exitCode
+        } catch let error as ConfigError {
+            console.printError("outbox send: \(error)")
+            return .configuration
         } catch {
             console.printError("outbox send: \(error)")
             return .software
         }
     }
 
-    private static func send(options: ArgumentParser.Result, console: Console) async throws -> ExitCode {
+    private static func send(options commandLine: ArgumentParser.Result, console: Console) async throws -> ExitCode {
+        let warn = { @Sendable (text: String) in console.printError("outbox send: \(text)") }
+        let file = try AccountSettings.findFile(commandLine, environment: console.environment, warn: warn)
+        let spool = try readInput(commandLine, console: console)
+        let account = try AccountSettings.select(
+            file: file, name: commandLine.value("-a"),
+            sender: PreparedMessage.senderCandidate(spool: spool, options: commandLine))
+        var options = try account.merged(into: commandLine, environment: console.environment)
+        if let path = account.value("aliases") {
+            options = options.replacingPositionals(try Aliases(path: path).expand(options.positionals))
+        }
         let configuration = try ConnectionOptions.configuration(
             options, command: "send", environment: console.environment,
-            warn: { console.printError("outbox send: \($0)") })
-        let spool = try readInput(options, console: console)
-        let prepared = try PreparedMessage(spool: spool, options: options)
+            password: account.password(overriddenBy: commandLine), warn: warn)
+        let prepared = try PreparedMessage(spool: spool, options: options, headerPolicy: headerPolicy(options, account))
+        let log = DeliveryLog(file: options.value("-X"), syslogFacility: account.syslogFacility, console: console)
 
         var transcript: TranscriptHandler?
         if options.flag("--debug") {
             transcript = { @Sendable line in console.writeError("\(line)\n") }
         }
-        if let mode = try queueMode(options) {
+        if let mode = try queueMode(options, commandLine: commandLine) {
             return try await QueuedSend(
-                options: options, configuration: configuration, transcript: transcript, console: console
+                options: options, configuration: configuration, transcript: transcript, console: console,
+                commandLine: commandLine, account: account, log: log
             ).run(prepared, mode: mode)
         }
+        var entry = DeliveryLogEntry(configuration: configuration, prepared: prepared, size: spool.size)
         let result: TransactionResult
         do {
             result = try await deliver(prepared, configuration: configuration, transcript: transcript)
         } catch {
+            entry.smtpStatus = error.reply?.code
+            entry.smtpMessage = error.reply?.description
+            entry.error = "\(error)"
+            entry.exitCode = ExitCode(error)
+            if log.isEnabled { log.write(entry.line, isError: true, command: "send") }
             console.printError("outbox send: \(describe(error, configuration: configuration))")
             // The message of allRecipientsRejected already lists every rejection.
             if error.kind != .allRecipientsRejected {
@@ -116,7 +143,29 @@ enum SendCommand {
             }
             return ExitCode(error)
         }
-        return report(result, verbose: options.flag("-v"), console: console)
+        let status = report(result, verbose: options.flag("-v"), console: console)
+        entry.smtpStatus = result.reply.code
+        entry.smtpMessage = result.reply.description
+        entry.exitCode = status
+        if status != .success {
+            entry.error = result.rejected.map { "<\($0.address)>: \($0.reply)" }.joined(separator: "; ")
+        }
+        if log.isEnabled { log.write(entry.line, isError: status != .success, command: "send") }
+        return status
+    }
+
+    /// The header changes that the account's settings and -F ask for.
+    private static func headerPolicy(
+        _ options: ArgumentParser.Result, _ account: AccountSettings
+    ) -> PreparedMessage.HeaderPolicy {
+        var policy = PreparedMessage.HeaderPolicy()
+        policy.fullName = options.value("-F")
+        if let value = account.value("set_from_header") {
+            policy.fromHeader = PreparedMessage.HeaderPolicy.FromHeader(rawValue: value) ?? .auto
+        }
+        policy.removeBcc = account.value("remove_bcc_headers") != "off"
+        policy.undisclosedRecipients = account.value("undisclosed_recipients") == "on"
+        return policy
     }
 
     /// Connects, sends the message and quits. QUIT is sent after a rejection too, so that the server
@@ -155,7 +204,12 @@ enum SendCommand {
         return rejected.allSatisfy { $0.reply.isTransientNegative } ? .temporaryFailure : .noUser
     }
 
-    private static func queueMode(_ options: ArgumentParser.Result) throws -> QueuedSend.Mode? {
+    /// Returns the mode that --queue, --queue-only, --hold or the file's `queue` setting chooses.
+    /// The store options given on the command line need one of them; a file may set them for
+    /// when it is used.
+    private static func queueMode(
+        _ options: ArgumentParser.Result, commandLine: ArgumentParser.Result
+    ) throws -> QueuedSend.Mode? {
         let chosen: [QueuedSend.Mode] = [
             options.flag("--queue") ? .now : nil, options.flag("--queue-only") ? .later : nil,
             options.flag("--hold") ? .held : nil,
@@ -163,7 +217,7 @@ enum SendCommand {
         guard chosen.count <= 1 else {
             throw UsageError("Choose one of --queue, --queue-only and --hold.", command: "send")
         }
-        let storeOptionGiven = StoreOptions.options.contains { options.value($0.key) != nil }
+        let storeOptionGiven = StoreOptions.options.contains { commandLine.value($0.key) != nil }
         if chosen.isEmpty, storeOptionGiven {
             throw UsageError(
                 "--store and the retry options need --queue, --queue-only or --hold.", command: "send")

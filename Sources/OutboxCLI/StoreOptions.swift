@@ -83,9 +83,11 @@ enum StoreOptions {
 
     /// Returns the server options of a command line as the account text kept with each queued
     /// message, a JSON object of option names and values. It contains the password's source, never
-    /// the password.
-    static func account(_ options: ArgumentParser.Result) -> String {
-        var chosen: [String: String] = [:]
+    /// the password. With a configuration file, `reference` adds the file's path and the account
+    /// name under the keys `config` and `account`, so that the file is read again at sending time
+    /// and a `password` written in it is never copied into the store.
+    static func account(_ options: ArgumentParser.Result, reference: [String: String]? = nil) -> String {
+        var chosen: [String: String] = reference ?? [:]
         for option in ConnectionOptions.options {
             if let value = options.value(option.key) {
                 chosen[option.key] = value
@@ -122,8 +124,18 @@ enum StoreOptions {
                     arguments.append(value)
                 }
             }
-            let parsed = try ArgumentParser(command: "queue", options: ConnectionOptions.options).parse(arguments)
-            return try ConnectionOptions.configuration(parsed, command: "queue", environment: environment, warn: warn)
+            var parsed = try ArgumentParser(command: "queue", options: ConnectionOptions.options).parse(arguments)
+            guard let path = decoded["config"] else {
+                return try ConnectionOptions.configuration(parsed, command: "queue", environment: environment, warn: warn)
+            }
+            let file = try ConfigFile.load(path: path, home: environment["HOME"])
+            let name = decoded["account"].flatMap { $0.isEmpty ? nil : $0 }
+            let settings = try AccountSettings.select(file: file, name: name, sender: nil)
+            let commandLine = parsed
+            parsed = try settings.merged(into: parsed, environment: environment)
+            return try ConnectionOptions.configuration(
+                parsed, command: "queue", environment: environment,
+                password: settings.password(overriddenBy: commandLine), warn: warn)
         }
     }
 }
