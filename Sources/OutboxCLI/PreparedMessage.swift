@@ -27,7 +27,7 @@ struct PreparedMessage {
             case off
         }
 
-        var fromHeader = FromHeader.auto
+        var fromHeader = FromHeader.off
         /// The display name for an added From field (-F).
         var fullName: String?
         var removeBcc = true

@@ -161,7 +161,7 @@ struct ConfigFile: Sendable {
             case "#" where !pendingBlanks.isEmpty || result.isEmpty:
                 return result
             case "\"":
-                result += pendingBlanks
+                if !result.isEmpty { result += pendingBlanks }
                 pendingBlanks = ""
                 quoted = true
             default:
