@@ -35,17 +35,26 @@ enum QueueCommand {
         Options:
           --json             With list: print a JSON array instead of a table.
           --debug            With flush: print the SMTP conversations to standard error.
+          -C, --config FILE  Read the configuration from FILE instead of the default files.
+          -a, --account NAME Take the store, retry, parallel, bounce_from and log settings
+                             from this account. Default: the account named default, else
+                             the defaults section.
+          -X FILE            With flush and run: append a line for each message tried,
+                             and for run its starts, stops and errors, to FILE.
           -h, --help         Show this help.
 
         \(StoreOptions.help)
 
         A queued message is sent with the server options given to 'outbox send' when it
         was queued. A password named with --password-env is read from the environment
-        of the command that sends it.
+        of the command that sends it. A message queued with a configuration file keeps
+        only the file's path and the account name: the file is read again when the
+        message is sent, and a password in it is never stored.
 
         Exit status: 0 on success; 75 (EX_TEMPFAIL) when a flush left messages for a later
         attempt; 69 (EX_UNAVAILABLE) when a flush moved messages to Failed; 66 when the
-        message id is unknown; 64 for a wrong command line.
+        message id is unknown; 64 for a wrong command line; 78 for an invalid
+        configuration file.
         """
 
     static let parser = ArgumentParser(command: "queue", options: [

@@ -20,7 +20,26 @@ enum SendCommand {
           -i, -oi            Read to the end of input: a line of only "." does not end
                              the message. Without it, such a line ends standard input,
                              as with sendmail.
-          -f ADDRESS         The envelope sender (MAIL FROM). "<>" sends with a null sender.
+          -f ADDRESS, -r ADDRESS
+                             The envelope sender (MAIL FROM). "<>" sends with a null sender.
+                             Default: the account's 'from', else the Sender or From field.
+          -F NAME            The display name of the From field added to a message that
+                             has none (set_from_header auto).
+          -a, --account NAME Use the account NAME of the configuration file. Default: the
+                             first account whose 'from' matches the envelope sender, else
+                             the account named default.
+          -C, --config FILE  Read the configuration from FILE. Default: the first that
+                             exists of $XDG_CONFIG_HOME/outbox/config, ~/.msmtprc and
+                             $XDG_CONFIG_HOME/msmtp/config ($XDG_CONFIG_HOME defaults to
+                             ~/.config).
+          -N never|LIST      Ask for delivery status notifications (RFC 3461 NOTIFY):
+                             never, or a comma-separated list of success, failure and
+                             delay. Default: the server's choice.
+          -R full|hdrs       Return the full message or only its header section in a
+                             notification (RET).
+          -V ENVID           An envelope id, up to 100 printable ASCII characters, that
+                             notifications quote (ENVID).
+          -X FILE            Append one line about the message to FILE, as 'logfile'.
           --file PATH        Read the message from PATH instead of standard input.
           --queue            Store the message in the outbox first, then try to send it.
                              After a temporary failure it stays queued, to be sent by
@@ -38,10 +57,14 @@ enum SendCommand {
 
         \(StoreOptions.help)
 
+        Options given here override the configuration file; 'man outbox' lists its
+        settings.
+
         Exit status: 0 when every recipient was accepted; 75 (EX_TEMPFAIL) after a
         temporary failure; 67 (EX_NOUSER) when a recipient was rejected; 77 (EX_NOPERM)
         when the login was rejected; 65 (EX_DATAERR) for an invalid message; 64 (EX_USAGE)
-        for a wrong command line; 78 (EX_CONFIG) when the password cannot be read; see
+        for a wrong command line; 78 (EX_CONFIG) for an invalid configuration file or a
+        password that cannot be read; see
         'outbox --help' for the rest.
         """
 

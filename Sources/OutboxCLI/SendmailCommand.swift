@@ -31,9 +31,8 @@ enum SendmailCommand {
           -q                 Send the queued messages that are due, as 'outbox queue flush'.
           -ti, -it           Flags without a value may be combined.
 
-        These flags are accepted and ignored, as msmtp and Postfix's sendmail ignore
-        them: -o followed by letters (-oem, -odi, -oB, -om, ...), -B TYPE, -h COUNT,
-        -L TAG, -O OPTION, -G, -m, -n, -U. Long options of msmtp are mapped:
+        These legacy flags are accepted and ignored: -o followed by letters (-oem, -odi,
+        -oB, -om, ...), -B TYPE, -h COUNT, -L TAG, -O OPTION, -G, -m, -n, -U. Long options of msmtp are mapped:
         --account=NAME, --file=FILE (the configuration file), --from=ADDRESS,
         --read-recipients; --read-envelope-from is the default.
 

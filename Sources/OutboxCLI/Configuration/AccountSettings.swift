@@ -114,6 +114,10 @@ struct AccountSettings: Sendable {
         for group in Self.exclusiveGroups where group.contains(where: { options.values[$0] != nil }) {
             group.forEach { defaults[$0] = nil }
         }
+        // The environment overrides the file, as the command line does.
+        if let store = environment["OUTBOX_STORE"], !store.isEmpty {
+            defaults["--store"] = nil
+        }
         return options.addingDefaults(defaults)
     }
 
