@@ -16,6 +16,9 @@ enum CheckCommand {
         Options:
           --debug            Print the SMTP conversation to standard error, with
                              credentials redacted.
+          -a, --account NAME Check the account NAME of the configuration file. Default:
+                             the account named default.
+          -C, --config FILE  Read the configuration from FILE; see 'outbox send --help'.
           -h, --help         Show this help.
 
         \(ConnectionOptions.help)
@@ -27,10 +30,12 @@ enum CheckCommand {
     static let parser = ArgumentParser(command: "check", options: [
         .init(names: ["--debug"], takesValue: false),
         .init(names: ["-h", "--help"], takesValue: false),
+        .init(names: ["-C", "--config"], takesValue: true),
+        .init(names: ["-a", "--account"], takesValue: true),
     ] + ConnectionOptions.options)
 
     static func run(_ arguments: [String], console: Console) async -> ExitCode {
-        let options: ArgumentParser.Result
+        var options: ArgumentParser.Result
         let configuration: SMTPClientConfiguration
         do {
             options = try parser.parse(arguments)
@@ -41,9 +46,17 @@ enum CheckCommand {
             guard options.positionals.isEmpty else {
                 throw UsageError("outbox check takes no arguments, but got \"\(options.positionals[0])\".", command: "check")
             }
+            let warn = { (text: String) in console.printError("outbox check: \(text)") }
+            let commandLine = options
+            let file = try AccountSettings.findFile(commandLine, environment: console.environment, warn: warn)
+            let account = try AccountSettings.select(file: file, name: commandLine.value("-a"), sender: nil)
+            options = try account.merged(into: commandLine, environment: console.environment)
             configuration = try ConnectionOptions.configuration(
                 options, command: "check", environment: console.environment,
-                warn: { console.printError("outbox check: \($0)") })
+                password: account.password(overriddenBy: commandLine), warn: warn)
+        } catch let error as ConfigError {
+            console.printError("outbox check: \(error)")
+            return .configuration
         } catch let error as UsageError {
             console.printError("outbox check: \(error)")
             return .usage

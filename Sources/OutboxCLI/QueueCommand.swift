@@ -83,7 +83,7 @@ enum QueueCommand {
             let file = try AccountSettings.findFile(
                 commandLine, environment: console.environment, warn: { console.printError("outbox queue: \($0)") })
             let account = try AccountSettings.select(file: file, name: commandLine.value("-a"), sender: nil)
-            let options = try account.merged(into: commandLine, environment: console.environment)
+            let options = try account.merged(into: commandLine, environment: console.environment, checkCredentials: false)
             let log = QueueLog(
                 log: DeliveryLog(file: options.value("-X"), syslogFacility: account.syslogFacility, console: console))
             guard let action = options.positionals.first else {

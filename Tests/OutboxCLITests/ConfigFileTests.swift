@@ -218,6 +218,18 @@ struct ConfigFileTests {
         #expect(result.error.contains("\(path):3: Unknown setting 'bogus'"))
     }
 
+    @Test func userWithoutPasswordRejected() async throws {
+        let home = ConfigHome()
+        let path = try home.write(".msmtprc", "account default\nhost 127.0.0.1\nuser me\n")
+        let result = try await runOutbox(
+            ["send", "-f", "a@example.test", "x@example.test"], input: "Subject: s\n\nb\n", environment: home.environment)
+        #expect(result.status == ExitCode.configuration.rawValue)
+        #expect(result.error.contains("\(path):3: account \"default\" sets 'user' but neither 'password' nor 'passwordeval'"))
+        // The queue commands do not log in, so the same file serves them.
+        let list = try await runOutbox(["queue", "list"], environment: home.environment)
+        #expect(list.status == 0, "\(list.error)")
+    }
+
     @Test func filesSearchedInOrder() async throws {
         let home = ConfigHome()
         try home.write(".config/msmtp/config", "account default\nbad1 x\n")

@@ -14,6 +14,19 @@ private let builtExecutable = URL(fileURLWithPath: #filePath)
 private func runLinked(
     _ name: String, _ arguments: [String], input: String = "", home: ConfigHome
 ) throws -> CommandOutput {
+    let (process, outputPath, errorPath) = try startLinked(name, arguments, input: input, home: home)
+    process.waitUntilExit()
+    return CommandOutput(
+        status: process.terminationStatus,
+        output: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
+        error: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+}
+
+/// Starts the built executable through a link, as `runLinked` does, without waiting for it.
+/// Returns the process and the files that receive its standard output and error.
+private func startLinked(
+    _ name: String, _ arguments: [String], input: String = "", home: ConfigHome
+) throws -> (Process, String, String) {
     let link = home.path + "/bin/" + name
     if !FileManager.default.fileExists(atPath: link) {
         try FileManager.default.createDirectory(atPath: home.path + "/bin", withIntermediateDirectories: true)
@@ -33,11 +46,7 @@ private func runLinked(
     process.standardOutput = FileHandle(forWritingAtPath: outputPath)
     process.standardError = FileHandle(forWritingAtPath: errorPath)
     try process.run()
-    process.waitUntilExit()
-    return CommandOutput(
-        status: process.terminationStatus,
-        output: (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "",
-        error: (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "")
+    return (process, outputPath, errorPath)
 }
 
 /// A server that offers DSN, so that the client sends NOTIFY, RET and ENVID.
@@ -227,6 +236,34 @@ struct SendmailLinkTests {
         #expect(lines.contains { $0.hasPrefix("MAIL FROM:<s@example.test>") && $0.contains(" ENVID=queued-1") })
         #expect(lines.contains("RCPT TO:<x@example.test> NOTIFY=DELAY"))
         #expect(try store.message(id: id)?.folder == .sent)
+    }
+
+    @Test func queueRunLogsToFile() throws {
+        let home = ConfigHome()
+        let server = try ScriptedServer(esmtp: .init())
+        defer { server.stop() }
+        try writeConfig(home, port: server.port, "queue only\nlogfile ~/run.log")
+        let queued = try runLinked(
+            "sendmail", ["-f", "s@example.test", "x@example.test"], input: "Subject: s\n\nbody\n", home: home)
+        #expect(queued.status == 0, "\(queued.error)")
+        let store = try MailStore(url: URL(fileURLWithPath: home.path + "/store"))
+        let id = try #require(try store.messages().first?.id)
+
+        let (process, _, errorPath) = try startLinked("outbox", ["queue", "run", "--poll", "1"], home: home)
+        let sent = server.waitUntilFinished()
+        // The line about the message is written right after the flush that sent it.
+        Thread.sleep(forTimeInterval: 0.5)
+        process.terminate()
+        process.waitUntilExit()
+        #expect(sent)
+        let errors = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
+        let log = try String(contentsOfFile: home.path + "/run.log", encoding: .utf8)
+        let lines = log.split(separator: "\n").map(String.init)
+        #expect(lines.count == 3, "\(log)\n\(errors)")
+        #expect(lines.first?.contains(" queue run started: store=\(home.path)/store") == true)
+        #expect(lines.contains { $0.contains(" id=\(id) host=127.0.0.1:\(server.port) from=s@example.test ") })
+        #expect(lines.contains { $0.contains(" smtpstatus=250 ") && $0.hasSuffix(" exitcode=EX_OK") })
+        #expect(lines.last?.hasSuffix(" queue run stopped") == true)
     }
 
     @Test func badFlagsRejected() throws {

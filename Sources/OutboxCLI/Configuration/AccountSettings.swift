@@ -109,7 +109,12 @@ struct AccountSettings: Sendable {
 
     /// Returns the command-line options with the file's settings added where the command line
     /// gives none.
-    func merged(into options: ArgumentParser.Result, environment: [String: String]) throws(ConfigError) -> ArgumentParser.Result {
+    ///
+    /// - Parameter checkCredentials: whether a `user` without a password is an error; the queue
+    ///   commands, which do not log in, pass false.
+    func merged(
+        into options: ArgumentParser.Result, environment: [String: String], checkCredentials: Bool = true
+    ) throws(ConfigError) -> ArgumentParser.Result {
         var defaults = try optionDefaults(environment: environment)
         for group in Self.exclusiveGroups where group.contains(where: { options.values[$0] != nil }) {
             group.forEach { defaults[$0] = nil }
@@ -118,7 +123,26 @@ struct AccountSettings: Sendable {
         if let store = environment["OUTBOX_STORE"], !store.isEmpty {
             defaults["--store"] = nil
         }
-        return options.addingDefaults(defaults)
+        let merged = options.addingDefaults(defaults)
+        if checkCredentials {
+            try checkPasswordSource(merged, commandLine: options)
+        }
+        return merged
+    }
+
+    /// Rejects a `user` from the file that has no password: no `password` or `passwordeval` in
+    /// the file and no password option on the command line.
+    private func checkPasswordSource(_ merged: ArgumentParser.Result, commandLine: ArgumentParser.Result) throws(ConfigError) {
+        guard commandLine.values["--user"] == nil, merged.values["--user"] != nil,
+              let line = settings.settings["user"]?.line
+        else { return }
+        let sourceGiven = Self.exclusiveGroups[2].contains { merged.values[$0] != nil }
+        if !sourceGiven, password(overriddenBy: commandLine) == nil {
+            throw ConfigError(
+                file: file?.path ?? "outbox", line: line,
+                message: "account \"\(settings.name)\" sets 'user' but neither 'password' nor 'passwordeval'. "
+                    + "Add one, set 'auth off', or pass --password-command, --password-env or --password-file.")
+        }
     }
 
     /// The password written in the file, unless the command line names another password source.
