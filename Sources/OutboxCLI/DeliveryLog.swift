@@ -4,10 +4,13 @@ import SMTPClient
 import Glibc
 #endif
 
-/// One message's outcome as a log line, in the fields and order of msmtp's log (msmtp 1.8):
+/// One message's outcome as a log line, with the field names of msmtp's log:
 /// `host=… tls=… auth=… user=… from=… recipients=… mailsize=… smtpstatus=… smtpmsg='…'
 /// errormsg='…' exitcode=EX_…`. It never contains a password: the configuration's credentials
 /// appear only as `auth=on` and the user name.
+///
+/// NOTE: the fields and their order follow msmtp's log lines as users post them; they were not
+/// checked against msmtp's source, so a parser written for msmtp's log may need adjusting.
 struct DeliveryLogEntry: Sendable {
     var host: String
     /// `on` when TLS is required, `opportunistic` when it is used if offered, `off` otherwise.
@@ -56,8 +59,8 @@ struct DeliveryLogEntry: Sendable {
     }
 }
 
-/// Where log lines go: a file (`logfile` or -X; `-` is standard output), syslog (`syslog`), both
-/// or neither.
+/// The destinations of log lines: a file (`logfile` or -X, where `-` is standard output), syslog
+/// (`syslog`), both or neither.
 struct DeliveryLog: Sendable {
     let file: String?
     let syslogFacility: Int32?
@@ -81,7 +84,7 @@ struct DeliveryLog: Sendable {
         }
     }
 
-    /// A line as the log file gets it: the local time as `Dec 04 19:40:05`, then the line.
+    /// Returns a line as the log file gets it: the local time as `Dec 04 19:40:05`, then the line.
     static func fileLine(_ line: String, date: Date) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")

@@ -69,7 +69,7 @@ struct QueuedSend {
         return status
     }
 
-    /// The log line of a message after an attempt: the last reply that a recipient got, or the
+    /// Returns the log line of a message after an attempt: the last reply that a recipient got, or the
     /// error that kept the message from being sent.
     private func logEntry(_ message: StoredMessage, status: ExitCode) -> DeliveryLogEntry {
         var entry = DeliveryLogEntry(

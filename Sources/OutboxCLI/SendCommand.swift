@@ -177,7 +177,7 @@ enum SendCommand {
         return status
     }
 
-    /// The header changes that the account's settings and -F ask for.
+    /// Returns the header changes that the account's settings and -F ask for.
     private static func headerPolicy(
         _ options: ArgumentParser.Result, _ account: AccountSettings
     ) -> PreparedMessage.HeaderPolicy {

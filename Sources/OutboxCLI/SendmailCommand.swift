@@ -180,7 +180,7 @@ enum SendmailCommand {
         }
     }
 
-    /// The -C and -a options of a translated command line, for the queue commands.
+    /// Returns the -C and -a options of a translated command line, for the queue commands.
     private static func configurationArguments(_ arguments: [String]) -> [String] {
         var result: [String] = []
         var index = 0

@@ -84,8 +84,8 @@ enum StoreOptions {
     /// Returns the server options of a command line as the account text kept with each queued
     /// message, a JSON object of option names and values. It contains the password's source, never
     /// the password. With a configuration file, `reference` adds the file's path and the account
-    /// name under the keys `config` and `account`, so that the file is read again at sending time
-    /// and a `password` written in it is never copied into the store.
+    /// name under the keys `config` and `account`. The file is then read again at sending time, so
+    /// a `password` written in it is never copied into the store.
     static func account(_ options: ArgumentParser.Result, reference: [String: String]? = nil) -> String {
         var chosen: [String: String] = reference ?? [:]
         for option in ConnectionOptions.options {

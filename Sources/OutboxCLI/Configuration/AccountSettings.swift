@@ -145,14 +145,14 @@ struct AccountSettings: Sendable {
         }
     }
 
-    /// The password written in the file, unless the command line names another password source.
+    /// Returns the password written in the file, unless the command line names another password source.
     func password(overriddenBy options: ArgumentParser.Result) -> String? {
         let sourceGiven = Self.exclusiveGroups[2].contains { options.values[$0] != nil }
         guard !sourceGiven, value("auth") != "off" else { return nil }
         return value("password")
     }
 
-    /// The file's settings as the option values they stand for.
+    /// Returns the file's settings as the option values they stand for.
     func optionDefaults(environment: [String: String]) throws(ConfigError) -> [String: String] {
         var result: [String: String] = [:]
         let direct: [(String, String)] = [
