@@ -103,7 +103,9 @@ struct DeliveryLog: Sendable {
     }
 
     private static func sendToSyslog(_ line: String, priority: Int32) {
-        openlog("outbox", LOG_PID, 0)
+        // A nil ident makes syslog use the program name. openlog keeps the pointer it gets, so a
+        // temporary C string would dangle.
+        openlog(nil, LOG_PID, 0)
         line.withCString { text in
             withVaList([text]) { vsyslog(priority, "%s", $0) }
         }

@@ -26,6 +26,7 @@ enum SendmailCommand {
           -a NAME            Use the account NAME of the configuration file.
           -C FILE            Read the configuration from FILE.
           -v                 Print the server's reply for every recipient.
+          -d                 Print the SMTP conversation, with credentials redacted.
           -bm                Read a message and send it. This is the default.
           -bp                List the queued messages, as 'outbox queue list' (and mailq).
           -q                 Send the queued messages that are due, as 'outbox queue flush'.
@@ -46,8 +47,9 @@ enum SendmailCommand {
         case flushQueue
     }
 
-    /// Flags without a value that may be combined, as in `-ti`. `G`, `m`, `n` and `U` are ignored.
-    private static let plainFlags: Set<Character> = ["t", "i", "v", "G", "m", "n", "U"]
+    /// Flags without a value that may be combined, as in `-ti`. `G`, `m`, `n` and `U` are ignored,
+    /// and `d` is msmtp's spelling of --debug.
+    private static let plainFlags: Set<Character> = ["t", "i", "v", "d", "G", "m", "n", "U"]
     /// Flags that take a value, attached (`-fME`) or as the next argument.
     private static let valueFlags: Set<Character> = ["f", "r", "F", "N", "R", "V", "X", "a", "C", "B", "h", "L", "O"]
     /// Flags whose value is ignored.
@@ -140,7 +142,9 @@ enum SendmailCommand {
                 let flag = flags[position]
                 position += 1
                 if plainFlags.contains(flag) {
-                    if !ignoredPlainFlags.contains(flag) {
+                    if flag == "d" {
+                        result.append("--debug")
+                    } else if !ignoredPlainFlags.contains(flag) {
                         result.append("-\(flag)")
                     }
                     continue

@@ -129,6 +129,26 @@ struct ConfigFileTests {
         #expect(defaults["--tls-certcheck"] == "off")
     }
 
+    @Test func trustSettingsFollowTLS() throws {
+        let text = """
+            defaults
+            tls_trust_file /etc/ca.pem
+            account local
+            host 127.0.0.1
+            account remote
+            host mail.example.test
+            account plain
+            host mail.example.test
+            tls off
+            """
+        let file = try parse(text)
+        let expectations: [(String, String?)] = [("local", nil), ("remote", "/etc/ca.pem"), ("plain", nil)]
+        for (name, trust) in expectations {
+            let defaults = try AccountSettings(file: file, account: file.account(named: name)).optionDefaults(environment: [:])
+            #expect(defaults["--tls-trust-file"] == trust, "account \(name)")
+        }
+    }
+
     @Test func quotingAndComments() throws {
         let file = try parse("""
             account q   # a comment after the name
@@ -182,6 +202,7 @@ struct ConfigFileTests {
             ("account a\ndsn_notify always\n", 2, "'dsn_notify'"),
             ("defaults extra\n", 1, "takes no argument"),
             ("account\n", 1, "needs a name"),
+            ("account a\nfrom %U@%H\n", 2, "substitutions"),
         ]
         for (text, line, fragment) in cases {
             #expect {

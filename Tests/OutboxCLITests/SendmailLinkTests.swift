@@ -289,6 +289,7 @@ struct SendmailLinkTests {
             ["-ti", "-oi", "-fme@example.test", "-F", "Name", "-oem", "--account=work", "--file=/x/rc", "a@example.test"])
         #expect(mode == .send)
         #expect(arguments == ["-t", "-i", "-i", "-f", "me@example.test", "-F", "Name", "-a", "work", "-C", "/x/rc", "a@example.test"])
+        #expect(try SendmailCommand.translate(["-vd"]).arguments == ["-v", "--debug"])
         #expect(try SendmailCommand.translate(["-q30m"]).mode == .flushQueue)
         #expect(try SendmailCommand.translate(["-bp"]).mode == .listQueue)
     }

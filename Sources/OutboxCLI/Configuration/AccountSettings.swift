@@ -156,8 +156,7 @@ struct AccountSettings: Sendable {
     func optionDefaults(environment: [String: String]) throws(ConfigError) -> [String: String] {
         var result: [String: String] = [:]
         let direct: [(String, String)] = [
-            ("host", "--host"), ("port", "--port"), ("domain", "--helo"), ("tls_cert_file", "--tls-cert-file"),
-            ("tls_key_file", "--tls-key-file"), ("tls_min_version", "--tls-min-version"), ("from_full_name", "-F"),
+            ("host", "--host"), ("port", "--port"), ("domain", "--helo"), ("from_full_name", "-F"),
             ("store", "--store"), ("retry_delay", "--retry-delay"), ("retry_max_delay", "--retry-max-delay"),
             ("max_queue_time", "--max-queue-time"), ("bounce_from", "--bounce-from"), ("parallel", "--parallel"),
         ]
@@ -174,12 +173,17 @@ struct AccountSettings: Sendable {
         case "on": result["--tls"] = value("tls_starttls") == "off" ? "implicit" : "starttls"
         default: break
         }
-        if let fingerprint = value("tls_fingerprint") {
-            result["--tls-fingerprint"] = fingerprint
-        } else if value("tls_certcheck") == "off" {
-            result["--tls-certcheck"] = "off"
-        } else if let trust = value("tls_trust_file"), trust != "system" {
-            result["--tls-trust-file"] = trust
+        if usesTLS {
+            if let fingerprint = value("tls_fingerprint") {
+                result["--tls-fingerprint"] = fingerprint
+            } else if value("tls_certcheck") == "off" {
+                result["--tls-certcheck"] = "off"
+            } else if let trust = value("tls_trust_file"), trust != "system" {
+                result["--tls-trust-file"] = trust
+            }
+            result["--tls-cert-file"] = value("tls_cert_file")
+            result["--tls-key-file"] = value("tls_key_file")
+            result["--tls-min-version"] = value("tls_min_version")
         }
 
         try addAuthentication(to: &result)
@@ -208,6 +212,19 @@ struct AccountSettings: Sendable {
         default: break
         }
         return result
+    }
+
+    /// Whether the account's TLS settings apply. msmtp reads them only with `tls on`. Without a
+    /// `tls` line Outbox still uses TLS for a server that is not on this machine, so they apply
+    /// there too, but for a loopback server they would turn on TLS that msmtp leaves off.
+    private var usesTLS: Bool {
+        switch value("tls") {
+        case "on": return true
+        case "off": return false
+        default:
+            let host = value("host") ?? "localhost"
+            return !(host == "localhost" || host == "::1" || host.hasPrefix("127."))
+        }
     }
 
     private func addAuthentication(to result: inout [String: String]) throws(ConfigError) {

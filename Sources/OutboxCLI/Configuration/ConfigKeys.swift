@@ -70,6 +70,9 @@ enum ConfigKeys {
             return value
         case .nonEmpty:
             guard !value.isEmpty else { throw invalid("a value") }
+            if key == "from", value.contains("%") {
+                throw fail("The substitutions of msmtp's 'from' (%U, %H, %C, %M) are not supported: write the address.")
+            }
             return value
         case .host:
             guard !value.isEmpty, !value.contains(where: { $0.isWhitespace }) else { throw invalid("a host name") }
