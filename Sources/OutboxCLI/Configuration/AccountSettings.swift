@@ -66,8 +66,8 @@ struct AccountSettings: Sendable {
         guard let file else {
             if let name {
                 throw ConfigError(
-                    file: "outbox", line: nil,
-                    message: "the account \"\(name)\" was requested, but no configuration file was found. "
+                    file: "", line: nil,
+                    message: "The account \"\(name)\" was requested, but no configuration file was found. "
                         + "Name the file with -C FILE.")
             }
             return .none
@@ -139,7 +139,7 @@ struct AccountSettings: Sendable {
         let sourceGiven = Self.exclusiveGroups[2].contains { merged.values[$0] != nil }
         if !sourceGiven, password(overriddenBy: commandLine) == nil {
             throw ConfigError(
-                file: file?.path ?? "outbox", line: line,
+                file: file?.path ?? "", line: line,
                 message: "account \"\(settings.name)\" sets 'user' but neither 'password' nor 'passwordeval'. "
                     + "Add one, set 'auth off', or pass --password-command, --password-env or --password-file.")
         }
@@ -234,7 +234,7 @@ struct AccountSettings: Sendable {
         guard let user else {
             if let auth, let line = settings.settings["auth"]?.line {
                 throw ConfigError(
-                    file: file?.path ?? "outbox", line: line,
+                    file: file?.path ?? "", line: line,
                     message: "'auth \(auth.lowercased())' in account \"\(settings.name)\" needs a 'user'.")
             }
             return

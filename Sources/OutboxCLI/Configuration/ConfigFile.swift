@@ -17,13 +17,15 @@ struct ConfigAccount: Sendable {
 
 /// A configuration file's invalid line. Exits with EX_CONFIG.
 struct ConfigError: Error, CustomStringConvertible {
+    /// The file's path, or empty when no file was found.
     let file: String
     /// The line number, from 1, or nil for an error about the whole file.
     let line: Int?
     let message: String
 
     var description: String {
-        line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)"
+        if file.isEmpty { return message }
+        return line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)"
     }
 }
 
