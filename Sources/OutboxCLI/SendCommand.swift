@@ -38,7 +38,8 @@ enum SendCommand {
           -R full|hdrs       Return the full message or only its header section in a
                              notification (RET).
           -V ENVID           An envelope id, up to 100 printable ASCII characters, that
-                             notifications quote (ENVID).
+                             notifications quote (ENVID). -N, -R and -V are sent only
+                             when the server offers DSN.
           -X FILE            Append one line about the message to FILE, as 'logfile'.
           --file PATH        Read the message from PATH instead of standard input.
           --queue            Store the message in the outbox first, then try to send it.

@@ -173,6 +173,14 @@ struct ConfigFileTests {
         #expect(account.value("syslog") == "LOG_USER")
     }
 
+    @Test func syslogFacilities() throws {
+        let cases: [(String, Int32?)] = [("on", 1 << 3), ("LOG_MAIL", 2 << 3), ("LOG_LOCAL7", 23 << 3), ("off", nil)]
+        for (value, facility) in cases {
+            let file = try parse("account a\nsyslog \(value)\n")
+            #expect(AccountSettings(file: file, account: file.accounts.first).syslogFacility == facility, "syslog \(value)")
+        }
+    }
+
     @Test func laterDefaultsApplyToLaterAccounts() throws {
         let file = try parse("defaults\nport 25\naccount a\ndefaults\nport 587\naccount b\n")
         #expect(file.account(named: "a")?.value("port") == "25")

@@ -130,6 +130,22 @@ struct SendmailLinkTests {
         #expect(lines.contains("RCPT TO:<x@example.test> NOTIFY=NEVER"))
     }
 
+    @Test func dsnLeftOutWithoutExtension() async throws {
+        let server = try ScriptedServer(esmtp: .init())
+        defer { server.stop() }
+        let result = try await runOutbox(
+            ["sendmail", "--host", "127.0.0.1", "--port", String(server.port), "--timeout", "5", "-N", "success",
+             "-R", "full", "-V", "id-1", "-f", "s@example.test", "x@example.test"],
+            input: "Subject: s\n\nbody\n")
+        #expect(result.status == 0, "\(result.error)")
+        #expect(server.waitUntilFinished())
+        let lines = try #require(server.connections.first).lines
+        #expect(lines.contains { $0.hasPrefix("MAIL FROM:<s@example.test>") })
+        #expect(!lines.contains { $0.contains("RET=") })
+        #expect(!lines.contains { $0.contains("ENVID=") })
+        #expect(lines.contains("RCPT TO:<x@example.test>"))
+    }
+
     @Test func combinedFlagsAndR() throws {
         let home = ConfigHome()
         let server = try ScriptedServer(esmtp: .init())
