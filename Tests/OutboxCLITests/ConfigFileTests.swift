@@ -122,6 +122,42 @@ struct ConfigFileTests {
         #expect(defaults["--auth"] == nil)
     }
 
+    @Test func otherSettingsMapToOptions() throws {
+        let file = try parse("""
+            account a
+            auto_from on
+            maildomain mail.example.test
+            dsn_notify failure,delay
+            dsn_return headers
+            queue only
+            store ~/queue
+            retry_delay 60
+            parallel 2
+            timeout off
+            user u
+            password secret
+            """)
+        let settings = AccountSettings(file: file, account: file.accounts.first)
+        let defaults = try settings.optionDefaults(environment: ["USER": "tester"])
+        #expect(defaults["-f"] == "tester@mail.example.test")
+        #expect(defaults["-N"] == "failure,delay")
+        #expect(defaults["-R"] == "headers")
+        #expect(defaults["--queue-only"] == "")
+        #expect(defaults["--store"] == "/home/tester/queue")
+        #expect(defaults["--retry-delay"] == "60")
+        #expect(defaults["--parallel"] == "2")
+        #expect(defaults["--timeout"] == nil)
+
+        // The command line's choice of a group replaces the file's whole group.
+        let commandLine = try SendCommand.parser.parse(["--queue", "--password-env", "MAIL_PASSWORD", "x@example.test"])
+        let merged = try settings.merged(into: commandLine, environment: [:])
+        #expect(merged.flag("--queue"))
+        #expect(!merged.flag("--queue-only"))
+        #expect(settings.password(overriddenBy: commandLine) == nil)
+        let plain = try SendCommand.parser.parse(["x@example.test"])
+        #expect(settings.password(overriddenBy: plain) == "secret")
+    }
+
     @Test func tlsWithoutStartTLSIsImplicit() throws {
         let file = try parse("account a\nhost h.example\ntls on\ntls_starttls off\ntls_certcheck off\n")
         let defaults = try AccountSettings(file: file, account: file.accounts.first).optionDefaults(environment: [:])
