@@ -335,15 +335,29 @@ struct ConfigFileTests {
             account default : mine
             """)
         let result = try await runOutbox(
-            ["send", "bob@example.test"], input: "Subject: hi\n\nbody\n", environment: home.environment)
+            ["send", "--debug", "bob@example.test"], input: "Subject: hi\n\nbody\n", environment: home.environment)
         #expect(result.status == 0, "\(result.error)")
         #expect(server.waitUntilFinished())
+        // The transcript shows the AUTH command with its credentials redacted.
+        #expect(result.error.contains("AUTH PLAIN"))
+        #expect(!result.error.contains("pa ss"))
+        #expect(!result.error.contains(Data("\0me\0pa ss".utf8).base64EncodedString()))
         let lines = try #require(server.connections.first).lines
         #expect(lines.contains { $0.hasPrefix("EHLO client.example.test") })
         #expect(lines.contains { $0 == "AUTH PLAIN " + Data("\0me\0pa ss".utf8).base64EncodedString() }, "\(lines)")
         #expect(lines.contains { $0.hasPrefix("MAIL FROM:<me@example.test>") })
         let data = String(decoding: try #require(server.connections.first?.messages.first), as: UTF8.self)
         #expect(data.hasPrefix("From: me@example.test\r\n"))
+    }
+
+    @Test func checkUsesNamedAccount() async throws {
+        let home = ConfigHome()
+        let server = try ScriptedServer(esmtp: .init())
+        defer { server.stop() }
+        try home.write(".msmtprc", "account other\nhost 127.0.0.1\nport \(server.port)\ntimeout 5\naccount default\nhost 127.0.0.1\nport 1\n")
+        let result = try await runOutbox(["check", "-a", "other"], environment: home.environment)
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.contains("Server: 127.0.0.1 port \(server.port)"))
     }
 
     @Test func commandLineOverridesFile() async throws {
