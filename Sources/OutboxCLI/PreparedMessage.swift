@@ -35,14 +35,19 @@ struct PreparedMessage {
         var undisclosedRecipients = false
     }
 
-    init(spool: MessageSpool, options: ArgumentParser.Result, headerPolicy: HeaderPolicy = HeaderPolicy()) throws {
+    /// - Parameter aliases: replaces local names in the To, Cc and Bcc fields that -t reads, for the
+    ///   envelope only; the fields are sent as they are.
+    init(
+        spool: MessageSpool, options: ArgumentParser.Result, headerPolicy: HeaderPolicy = HeaderPolicy(),
+        aliases: Aliases? = nil
+    ) throws {
         let (header, headerBytes) = try Self.readHeader(spool)
         try Self.rejectBareCR(in: headerBytes[..<header.bodyOffset])
 
         messageID = Self.text(of: "Message-ID", in: header)
         subject = Self.text(of: "Subject", in: header)
         let sender = try Self.sender(options: options, header: header)
-        let recipients = try Self.recipients(options: options, header: header)
+        let recipients = try Self.recipients(options: options, header: header, aliases: aliases)
         guard !recipients.isEmpty else {
             let hint = options.flag("-t")
                 ? "the To, Cc and Bcc fields name none, and no argument names one."
@@ -231,7 +236,9 @@ struct PreparedMessage {
 
     /// Returns the recipients from the arguments, and with -t from To, Cc and Bcc (or, when the message has
     /// Resent- fields, from Resent-To, Resent-Cc and Resent-Bcc, as sendmail does), without duplicates.
-    private static func recipients(options: ArgumentParser.Result, header: HeaderSection) throws -> [String] {
+    private static func recipients(
+        options: ArgumentParser.Result, header: HeaderSection, aliases: Aliases?
+    ) throws -> [String] {
         var result: [String] = []
         var seen = Set<String>()
         func add(_ address: MailAddress) throws {
@@ -262,9 +269,13 @@ struct PreparedMessage {
                 if field.unfoldedValue.allSatisfy({ $0 == 32 || $0 == 9 || $0 == 13 || $0 == 10 }) {
                     continue
                 }
+                var value = field.unfoldedValue
+                if let aliases {
+                    value = Array(aliases.expand(fieldValue: String(decoding: value, as: UTF8.self)).utf8)
+                }
                 let list: AddressList
                 do {
-                    list = try AddressList(parsing: field.unfoldedValue)
+                    list = try AddressList(parsing: value)
                 } catch {
                     throw SendCommand.Failure(
                         message: "The \(field.name) field is not a valid address list: \(error)", exitCode: .dataError)

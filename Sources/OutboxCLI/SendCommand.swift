@@ -126,13 +126,15 @@ enum SendCommand {
             file: file, name: commandLine.value("-a"),
             sender: PreparedMessage.senderCandidate(spool: spool, options: commandLine))
         var options = try account.merged(into: commandLine, environment: console.environment)
-        if let path = account.value("aliases") {
-            options = options.replacingPositionals(try Aliases(path: path).expand(options.positionals))
+        let aliases = try account.value("aliases").map { path throws(ConfigError) in try Aliases(path: path) }
+        if let aliases {
+            options = options.replacingPositionals(aliases.expand(options.positionals))
         }
         let configuration = try ConnectionOptions.configuration(
             options, command: "send", environment: console.environment,
             password: account.password(overriddenBy: commandLine), warn: warn)
-        let prepared = try PreparedMessage(spool: spool, options: options, headerPolicy: headerPolicy(options, account))
+        let prepared = try PreparedMessage(
+            spool: spool, options: options, headerPolicy: headerPolicy(options, account), aliases: aliases)
         let log = DeliveryLog(file: options.value("-X"), syslogFacility: account.syslogFacility, console: console)
 
         var transcript: TranscriptHandler?

@@ -458,6 +458,22 @@ struct ConfigFileTests {
         ])
     }
 
+    @Test func aliasesReplaceHeaderRecipients() async throws {
+        let home = ConfigHome()
+        let server = try ScriptedServer(esmtp: .init())
+        defer { server.stop() }
+        try home.write("aliases", "root: admin@example.test\n")
+        try home.write(".msmtprc", "account default\nhost 127.0.0.1\nport \(server.port)\ntimeout 5\naliases ~/aliases\n")
+        let input = "From: a@example.test\nTo: root, \"Doe, Jane\" <jane@example.test>\n\nbody\n"
+        let result = try await runOutbox(["send", "-t"], input: input, environment: home.environment)
+        #expect(result.status == 0, "\(result.error)")
+        #expect(server.waitUntilFinished())
+        let recipients = try #require(server.connections.first).lines.filter { $0.hasPrefix("RCPT") }
+        #expect(recipients == ["RCPT TO:<admin@example.test>", "RCPT TO:<jane@example.test>"])
+        let data = String(decoding: try #require(server.connections.first?.messages.first), as: UTF8.self)
+        #expect(data.contains("To: root, \"Doe, Jane\" <jane@example.test>\r\n"))
+    }
+
     @Test func headerSettingsRewriteMessage() async throws {
         let home = ConfigHome()
         let server = try ScriptedServer(esmtp: .init())
