@@ -17,14 +17,16 @@ _outbox() {
         -N) COMPREPLY=($(compgen -W "never success failure delay success,failure success,failure,delay" -- "$cur")); return ;;
         -R) COMPREPLY=($(compgen -W "full hdrs" -- "$cur")); return ;;
         --folder) COMPREPLY=($(compgen -W "outbox sent failed drafts" -- "$cur")); return ;;
-        -C|--config|--file|-X|--store|--tls-trust-file|--tls-cert-file|--tls-key-file|--password-file|--maildir)
+        --encoding) COMPREPLY=($(compgen -W "mime uuencode" -- "$cur")); return ;;
+        --priority) COMPREPLY=($(compgen -W "high normal low" -- "$cur")); return ;;
+        -C|--config|--file|-X|--store|--tls-trust-file|--tls-cert-file|--tls-key-file|--password-file|--maildir|--html|--inline|--output)
             COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
 
     command=${COMP_WORDS[0]##*/}
     if [[ $command == outbox ]]; then
         if (( COMP_CWORD == 1 )); then
-            COMPREPLY=($(compgen -W "send queue sendmail mailq capture check help --help --version" -- "$cur"))
+            COMPREPLY=($(compgen -W "send queue compose sendmail mailq capture check help --help --version" -- "$cur"))
             return
         fi
         command=${COMP_WORDS[1]}
@@ -44,6 +46,9 @@ _outbox() {
                 COMPREPLY=($(compgen -W "--json --folder --parallel --now --poll --all --debug -C --config
                     -a --account -X --help $store" -- "$cur"))
             fi ;;
+        compose)
+            COMPREPLY=($(compgen -W "-s -a --html --inline --from -c --cc -b --bcc --reply-to --charset --encoding
+                --receipt --priority --no-bcc-field -o --output --help" -- "$cur")) ;;
         capture)
             COMPREPLY=($(compgen -W "--port --listen --maildir --max-messages --max-size --help" -- "$cur")) ;;
         check)
