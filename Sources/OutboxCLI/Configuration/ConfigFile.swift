@@ -110,7 +110,7 @@ struct ConfigFile: Sendable {
         let parsed = try parse(text, path: path, home: home)
         return ConfigFile(
             path: path, accounts: parsed.accounts, defaults: parsed.defaults,
-            readableByOthers: status.st_mode & (S_IRWXG | S_IRWXO) != 0)
+            readableByOthers: status.st_mode & (S_IRGRP | S_IROTH) != 0)
     }
 
     /// Whether any section sets `password`, which makes a file that others can read a risk.
