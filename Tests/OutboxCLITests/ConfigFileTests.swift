@@ -314,6 +314,12 @@ struct ConfigFileTests {
         #expect(result.status == 0, "\(result.error)")
         #expect(result.error.contains("contains a password and other users can read it"))
         #expect(!result.error.contains("secret"))
+
+        try home.write(".msmtprc", "account default\nhost 127.0.0.1\n", mode: 0o620)
+        let writable = try await runOutbox(["queue", "list"], environment: home.environment)
+        #expect(writable.status == 0, "\(writable.error)")
+        #expect(writable.error.contains("other users can change"))
+        #expect(!writable.error.contains("contains a password"))
     }
 
     @Test func fileAccountSendsWithPassword() async throws {

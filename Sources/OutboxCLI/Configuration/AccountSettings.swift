@@ -46,6 +46,9 @@ struct AccountSettings: Sendable {
         if file.containsPassword, file.readableByOthers {
             warn("Warning: \(path) contains a password and other users can read it; run 'chmod 600 \(path)'.")
         }
+        if file.writableByOthers {
+            warn("Warning: other users can change \(path) and the commands it runs; run 'chmod 600 \(path)'.")
+        }
         return file
     }
 

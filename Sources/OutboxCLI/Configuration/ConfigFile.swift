@@ -47,6 +47,9 @@ struct ConfigFile: Sendable {
     let defaults: ConfigAccount
     /// Whether users other than the owner can read the file.
     let readableByOthers: Bool
+    /// Whether users other than the owner can change the file, and so the commands that
+    /// `passwordeval` runs.
+    var writableByOthers = false
 
     func account(named name: String) -> ConfigAccount? {
         accounts.first { $0.name == name }
@@ -110,7 +113,8 @@ struct ConfigFile: Sendable {
         let parsed = try parse(text, path: path, home: home)
         return ConfigFile(
             path: path, accounts: parsed.accounts, defaults: parsed.defaults,
-            readableByOthers: status.st_mode & (S_IRGRP | S_IROTH) != 0)
+            readableByOthers: status.st_mode & (S_IRGRP | S_IROTH) != 0,
+            writableByOthers: status.st_mode & (S_IWGRP | S_IWOTH) != 0)
     }
 
     /// Whether any section sets `password`, which makes a file that others can read a risk.
