@@ -53,6 +53,9 @@ build_target() {
     if [[ "$module" == SMTPCore ]]; then
         # SMTPCore imports COpenSSL. The compiler finds its module.modulemap in the -I directory.
         flags+=(-I "$repo_dir/Sources/COpenSSL" -lssl -lcrypto)
+    elif [[ "$module" == MailMessage ]]; then
+        # MailMessage imports CIDN2 (libidn2) for internationalized domain names.
+        flags+=(-I "$repo_dir/Sources/CIDN2" -lidn2)
     fi
     # Skip the build when the binary is newer than the target, the module sources and this script.
     if [[ -x "$binary" ]] && [[ -z "$(find "$fuzz_dir/$source" "$0" "${module_sources[@]}" -newer "$binary" | head -n 1)" ]]; then
