@@ -120,7 +120,8 @@ extension MailStore {
             try index.transaction { () throws(StoreError) in
                 try index.query(
                     """
-                    UPDATE messages SET folder = ?, updated = ?, attempts = attempts + 1, next_attempt = ?,
+                    UPDATE messages SET folder = ?, held = CASE WHEN ?1 = 'outbox' THEN held ELSE 0 END,
+                        updated = ?, attempts = attempts + 1, next_attempt = ?,
                         last_error = ?, unknown_outcomes = unknown_outcomes + ?,
                         lease_owner = NULL, lease_pid = NULL, lease_expires = NULL
                     WHERE id = ?
@@ -143,12 +144,12 @@ extension MailStore {
 
     /// Keeps an Outbox message from being sent until `release` is called.
     public func hold(_ id: String) throws(StoreError) {
-        try changeOutboxMessage(id, set: "held = 1", verb: "hold")
+        try changeOutboxMessage(id, set: "held = 1", verb: "held")
     }
 
     /// Lets a held message be sent, at once.
     public func release(_ id: String, now: Date = Date()) throws(StoreError) {
-        try changeOutboxMessage(id, set: "held = 0, next_attempt = \(now.timeIntervalSince1970)", verb: "release")
+        try changeOutboxMessage(id, set: "held = 0, next_attempt = \(now.timeIntervalSince1970)", verb: "released")
     }
 
     private func changeOutboxMessage(_ id: String, set assignment: String, verb: String) throws(StoreError) {
@@ -158,7 +159,7 @@ extension MailStore {
                 guard let folder = rows.first?[0].string else { throw StoreError.noSuchMessage(id) }
                 guard folder == Folder.outbox.rawValue else {
                     throw StoreError.invalidState(
-                        id: id, message: "it is in \(folder), and only a message in the outbox can be \(verb)ed.")
+                        id: id, message: "it is in \(folder), and only a message in the outbox can be \(verb).")
                 }
                 try index.query("UPDATE messages SET \(assignment), updated = ? WHERE id = ?", [.init(Date()), .text(id)])
             }

@@ -56,13 +56,13 @@ struct DeliveryOutcome {
         var nextAttempt: Date?
         if recipients.contains(where: { $0.state.isOutstanding }) {
             if policy.hasExpired(queued: message.queued, now: now) {
-                let days = (policy.maximumAge / 86400 * 10).rounded() / 10
+                let age = Self.describe(policy.maximumAge)
                 for position in recipients.indices where recipients[position].state.isOutstanding {
                     recipients[position].state = .failed
-                    recipients[position].error = "Gave up after \(days) days in the outbox. "
+                    recipients[position].error = "Gave up after \(age) in the outbox. "
                         + "Last error: \(recipients[position].error ?? recipients[position].reply?.description ?? "none")"
                 }
-                lastError = "Gave up after \(days) days in the outbox. Last error: \(lastError ?? "none")"
+                lastError = "Gave up after \(age) in the outbox. Last error: \(lastError ?? "none")"
             } else {
                 nextAttempt = now.addingTimeInterval(policy.delay(afterAttempts: message.attempts + 1))
             }
@@ -78,6 +78,18 @@ struct DeliveryOutcome {
         return DeliveryUpdate(
             recipients: recipients, folder: folder, nextAttempt: nextAttempt, lastError: lastError,
             outcomeUnknown: outcomeUnknown)
+    }
+
+    /// Returns a duration in the largest unit that fits it whole: days, hours, minutes or seconds.
+    static func describe(_ seconds: TimeInterval) -> String {
+        let units: [(TimeInterval, String)] = [(86400, "day"), (3600, "hour"), (60, "minute")]
+        for (size, name) in units where seconds >= size {
+            let count = (seconds / size * 10).rounded() / 10
+            let text = count == count.rounded() ? String(Int(count)) : String(count)
+            return "\(text) \(name)\(count == 1 ? "" : "s")"
+        }
+        let whole = Int(seconds.rounded())
+        return "\(whole) second\(whole == 1 ? "" : "s")"
     }
 
     /// Whether the message may have been delivered although no reply confirmed it: the connection

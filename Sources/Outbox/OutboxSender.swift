@@ -197,11 +197,17 @@ public final class OutboxSender: Sendable {
                     }
                     break loop
                 } catch {
-                    // The account cannot be used (a password command failed, say): the messages stay as
-                    // they were, and the error is reported.
+                    // The account cannot be used now, as when its password command failed. That is
+                    // recorded as a temporary failure of each message, so that the messages wait out
+                    // a backoff and `outbox queue show` tells why.
                     state.markDown()
                     tracker.noteError("\(Self.server(route)): \(error)")
-                    try? store.releaseLeases(prepared.map(\.message.id), owner: owner)
+                    let failure = SMTPError(
+                        phase: .connect, kind: .connectionFailed("the account's settings cannot be used: \(error)"),
+                        isTemporary: true)
+                    for item in prepared {
+                        record(item, .failure(failure), tracker: tracker)
+                    }
                     break loop
                 }
             }

@@ -239,7 +239,7 @@ enum ConnectionOptions {
         // The upper bound, about 115 days, keeps the conversion to milliseconds from overflowing.
         guard let value = Double(text), value > 0, value <= 10_000_000 else {
             throw UsageError(
-                "The value of \(name), \"\(UsageError.printable(text))\", is not a number of seconds from 0 to 10000000.",
+                "The value of \(name), \"\(UsageError.printable(text))\", is not a number of seconds above 0 and at most 10000000.",
                 command: command)
         }
         return .milliseconds(Int64(value * 1000))

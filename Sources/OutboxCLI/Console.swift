@@ -26,8 +26,11 @@ public struct Console: Sendable {
     public static var standard: Console {
         Console(
             standardInput: .standardInput,
-            writeOutput: { FileHandle.standardOutput.write(Data($0.utf8)) },
-            writeError: { FileHandle.standardError.write(Data($0.utf8)) },
+            // FileHandle.write(_: Data) traps on an error such as EPIPE, which a reader that exits
+            // early (`outbox queue list | head`) causes. Output that cannot be written is dropped,
+            // so the exit status still tells what happened to the mail.
+            writeOutput: { try? FileHandle.standardOutput.write(contentsOf: Data($0.utf8)) },
+            writeError: { try? FileHandle.standardError.write(contentsOf: Data($0.utf8)) },
             errorIsTerminal: isatty(STDERR_FILENO) == 1)
     }
 

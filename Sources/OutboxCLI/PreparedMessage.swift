@@ -33,6 +33,9 @@ struct PreparedMessage {
         var removeBcc = true
         /// Replace To, Cc and Bcc with `To: undisclosed-recipients:;`.
         var undisclosedRecipients = false
+        /// Add a Date and a Message-ID field when the message lacks them, as for a message that
+        /// is queued: a copy sent again after an unconfirmed attempt then has the same Message-ID.
+        var addDateAndMessageID = false
     }
 
     /// - Parameter aliases: replaces local names in the To, Cc and Bcc fields that -t reads, for the
@@ -44,7 +47,7 @@ struct PreparedMessage {
         let (header, headerBytes) = try Self.readHeader(spool)
         try Self.rejectBareCR(in: headerBytes[..<header.bodyOffset])
 
-        messageID = Self.text(of: "Message-ID", in: header)
+        let givenMessageID = Self.text(of: "Message-ID", in: header)
         subject = Self.text(of: "Subject", in: header)
         let sender = try Self.sender(options: options, header: header)
         let recipients = try Self.recipients(options: options, header: header, aliases: aliases)
@@ -76,6 +79,19 @@ struct PreparedMessage {
         if policy.undisclosedRecipients {
             added += "To: undisclosed-recipients:;\r\n"
         }
+        var messageID = givenMessageID
+        if policy.addDateAndMessageID {
+            if header.fields(named: "Date").isEmpty {
+                added += "Date: \(Self.rfc5322Date(Date()))\r\n"
+            }
+            if givenMessageID == nil {
+                let domain = sender.split(separator: "@").last.map(String.init) ?? "localhost"
+                let generated = "<\(UUID().uuidString.lowercased())@\(domain)>"
+                added += "Message-ID: \(generated)\r\n"
+                messageID = generated
+            }
+        }
+        self.messageID = messageID
         let content: any MessageContent
         if dropped.isEmpty, added.isEmpty {
             content = FileMessageContent(url: spool.url)
@@ -98,6 +114,14 @@ struct PreparedMessage {
         } catch {
             throw SendCommand.Failure(message: "Reading the message failed: \(error)", exitCode: .ioError)
         }
+    }
+
+    /// Returns `date` in the form of RFC 5322 section 3.3, in the local time zone.
+    private static func rfc5322Date(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.dateFormat = "EEE, d MMM yyyy HH:mm:ss Z"
+        return formatter.string(from: date)
     }
 
     /// Returns the envelope sender that -f gives, or else the one in the Sender or From field, or

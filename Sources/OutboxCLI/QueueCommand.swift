@@ -87,7 +87,7 @@ enum QueueCommand {
             let log = QueueLog(
                 log: DeliveryLog(file: options.value("-X"), syslogFacility: account.syslogFacility, console: console))
             guard let action = options.positionals.first else {
-                throw UsageError("Name an action: list, show, flush, retry, hold, release or delete.", command: "queue")
+                throw UsageError("Name an action: list, show, flush, run, retry, hold, release or delete.", command: "queue")
             }
             let rest = Array(options.positionals.dropFirst())
             return try await perform(action, rest, options: options, console: console, log: log)
@@ -139,15 +139,20 @@ enum QueueCommand {
         case "hold":
             try expectArguments(arguments, 1, action)
             try store.hold(arguments[0])
+            if try store.message(id: arguments[0])?.leaseOwner != nil {
+                console.printError(
+                    "outbox queue: \(arguments[0]) is being sent now. The hold applies if this attempt leaves it in the outbox.")
+            }
         case "release":
             try expectArguments(arguments, 1, action)
             try store.release(arguments[0])
+            console.printError("outbox queue: \(arguments[0]) is due now; the next flush sends it.")
         case "delete":
             try expectArguments(arguments, 1, action)
             try store.delete(arguments[0])
         default:
             throw UsageError(
-                "Unknown action \"\(UsageError.printable(action))\": use list, show, flush, retry, hold, release or delete.",
+                "Unknown action \"\(UsageError.printable(action))\": use list, show, flush, run, retry, hold, release or delete.",
                 command: "queue")
         }
         return .success

@@ -34,7 +34,7 @@ struct QueuedSend {
 
         switch mode {
         case .held:
-            console.printError("outbox send: held as \(stored.id); 'outbox queue release \(stored.id)' sends it.")
+            console.printError("outbox send: held as \(stored.id); after 'outbox queue release \(stored.id)' the next flush sends it.")
             return .success
         case .later:
             console.printError("outbox send: queued as \(stored.id); 'outbox queue flush' sends it.")
@@ -58,9 +58,9 @@ struct QueuedSend {
         for error in report.errors {
             console.printError("outbox send: \(error)")
         }
-        if report.sent.count + report.failed.count > 1 {
-            let others = report.sent.count + report.failed.count - 1
-            console.printError("outbox send: \(others) queued message(s) for the same server went out too.")
+        let othersSent = report.sent.filter { $0 != stored.id }.count
+        if othersSent > 0 {
+            console.printError("outbox send: \(othersSent) other queued message(s) for the same server were sent too.")
         }
         let status = self.report(message)
         if log.isEnabled {
@@ -129,7 +129,7 @@ struct QueuedSend {
             let when = message.nextAttempt.map { " after \(QueueCommand.format($0))" } ?? ""
             console.printError(
                 "outbox send: not sent yet (\(message.lastError ?? "temporary failure")). It stays queued as "
-                    + "\(message.id) and is tried again\(when), or by 'outbox queue flush'.")
+                    + "\(message.id) and is tried again\(when), or at once by 'outbox queue flush --now'.")
             return .success
         default:
             console.printError("outbox send: message \(message.id) failed: \(message.lastError ?? "unknown error")")

@@ -90,9 +90,11 @@ enum SendCommand {
     ] + ConnectionOptions.options + StoreOptions.options)
 
     /// A failure that ends the command with a message and an exit status.
-    struct Failure: Error {
+    struct Failure: Error, CustomStringConvertible {
         let message: String
         let exitCode: ExitCode
+
+        var description: String { message }
     }
 
     static func run(_ arguments: [String], console: Console) async -> ExitCode {
@@ -133,15 +135,17 @@ enum SendCommand {
         let configuration = try ConnectionOptions.configuration(
             options, command: "send", environment: console.environment,
             password: account.password(overriddenBy: commandLine), warn: warn)
-        let prepared = try PreparedMessage(
-            spool: spool, options: options, headerPolicy: headerPolicy(options, account), aliases: aliases)
+        let mode = try queueMode(options, commandLine: commandLine)
+        var policy = headerPolicy(options, account)
+        policy.addDateAndMessageID = mode != nil
+        let prepared = try PreparedMessage(spool: spool, options: options, headerPolicy: policy, aliases: aliases)
         let log = DeliveryLog(file: options.value("-X"), syslogFacility: account.syslogFacility, console: console)
 
         var transcript: TranscriptHandler?
         if options.flag("--debug") {
             transcript = { @Sendable line in console.writeError("\(line)\n") }
         }
-        if let mode = try queueMode(options, commandLine: commandLine) {
+        if let mode {
             return try await QueuedSend(
                 options: options, configuration: configuration, transcript: transcript, console: console,
                 commandLine: commandLine, account: account, log: log

@@ -93,6 +93,15 @@ enum StoreOptions {
                 chosen[option.key] = value
             }
         }
+        // The message may be sent by a process started elsewhere, such as 'outbox queue run' from a
+        // service manager, so relative paths are made absolute now.
+        let directory = FileManager.default.currentDirectoryPath
+        for key in ["config", "--password-file", "--tls-trust-file", "--tls-cert-file", "--tls-key-file"] {
+            if let path = chosen[key], !path.isEmpty, !path.hasPrefix("/") {
+                chosen[key] = URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: directory, isDirectory: true))
+                    .standardizedFileURL.path
+            }
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(chosen)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"

@@ -224,6 +224,19 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(message.recipients.map(\.state) == [.delivered, .pending])
     }
 
+    @Test func holdEndsWhenMessageLeavesOutbox() throws {
+        let temporary = try TemporaryStore()
+        let stored = try temporary.store.add(newMessage(), content: sampleContent)
+        _ = try temporary.store.claim(owner: "one", limit: 1)
+        // Held while the attempt that delivers it is in progress.
+        try temporary.store.hold(stored.id)
+        try temporary.store.record(stored.id, owner: "one", DeliveryUpdate(
+            recipients: [StoredRecipient(address: "rcpt@example.org", state: .delivered)], folder: .sent))
+        let message = try #require(try temporary.store.message(id: stored.id))
+        #expect(message.folder == .sent)
+        #expect(!message.held)
+    }
+
     @Test func holdOutsideOutboxRejected() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(folder: .drafts), content: sampleContent)

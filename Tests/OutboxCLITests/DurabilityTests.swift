@@ -199,7 +199,7 @@ struct DurabilityTests {
         let child = try ChildProcess(outbox: fixture.send("--queue"), input: QueueFixture.message(marker: newMarker))
         let status = try await child.wait(timeout: .seconds(30))
         #expect(status == 0, "\(child.errorOutput)")
-        #expect(child.errorOutput.contains("3 queued message(s) for the same server went out too"), "\(child.errorOutput)")
+        #expect(child.errorOutput.contains("3 other queued message(s) for the same server were sent too"), "\(child.errorOutput)")
 
         let store = try MailStore(url: fixture.storeURL)
         #expect(try store.messages(in: .outbox).isEmpty)

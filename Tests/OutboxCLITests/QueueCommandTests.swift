@@ -186,6 +186,39 @@ struct QueueCommandTests {
         #expect(try folder.open().messages().isEmpty)
     }
 
+    @Test func queuedMessageGetsDateAndMessageID() async throws {
+        let folder = StoreFolder()
+        let bare = "From: alice@example.test\nTo: bob@example.test\nSubject: bare\n\nBody.\n"
+        let result = try await runOutbox(
+            ["send", "--queue-only", "--store", folder.path, "-t"] + serverOptions(port: 25), input: bare)
+        #expect(result.status == 0, "\(result.error)")
+        let store = try folder.open()
+        let message = try #require(try store.messages().first)
+        let messageID = try #require(message.messageID)
+        #expect(messageID.hasPrefix("<"))
+        #expect(messageID.hasSuffix("@example.test>"))
+        let content = try String(contentsOfFile: store.contentURL(id: message.id).path, encoding: .utf8)
+        #expect(content.contains("Message-ID: \(messageID)\r\n"))
+        #expect(content.contains("\r\nDate: ") || content.hasPrefix("Date: "))
+        #expect(content.hasSuffix("Subject: bare\n\nBody.\n"))
+    }
+
+    @Test func relativePathsStoredAbsolute() async throws {
+        let folder = StoreFolder()
+        let directory = FileManager.default.currentDirectoryPath
+        let passwordFile = "outbox-test-password-\(UUID().uuidString)"
+        FileManager.default.createFile(atPath: passwordFile, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o600])
+        defer { try? FileManager.default.removeItem(atPath: passwordFile) }
+        let result = try await runOutbox(
+            ["send", "--queue-only", "--store", folder.path, "-t", "--user", "u", "--password-file", passwordFile]
+                + serverOptions(port: 25),
+            input: message)
+        #expect(result.status == 0, "\(result.error)")
+        let account = try #require(try folder.open().messages().first?.account)
+        #expect(account.contains("\"--password-file\":\"\(directory)/\(passwordFile)\""))
+        #expect(!account.contains("secret"))
+    }
+
     @Test func sharedStoreFolderRejected() async throws {
         let folder = StoreFolder()
         _ = try folder.open()

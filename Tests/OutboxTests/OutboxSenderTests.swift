@@ -173,6 +173,24 @@ final class SenderFixture {
         #expect(second.deferred.isEmpty)
     }
 
+    @Test func unusableAccountDefersWithReason() async throws {
+        struct PasswordUnavailable: Error, CustomStringConvertible {
+            var description: String { "the password command failed" }
+        }
+        let fixture = try SenderFixture()
+        let id = try fixture.queue(port: 25)
+        let sender = OutboxSender(store: fixture.store) { _ in throw PasswordUnavailable() }
+
+        let report = try await sender.flush()
+
+        #expect(report.deferred == [id])
+        let message = try fixture.message(id)
+        #expect(message.folder == .outbox)
+        #expect(message.attempts == 1)
+        #expect(message.lastError?.contains("the password command failed") == true)
+        #expect(try #require(message.nextAttempt) > Date())
+    }
+
     @Test func expiredMessageFails() async throws {
         let fixture = try SenderFixture()
         let id = try fixture.queue(port: try ScriptedServer.closedPort())
