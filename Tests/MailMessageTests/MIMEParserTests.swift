@@ -145,4 +145,20 @@ struct MIMEParserTests {
         #expect(message.root.walk().count <= MIMEEntity.maximumDepth + 1)
         #expect(message.serialized() == Array(text.utf8))
     }
+
+    @Test func reencodingDeepMessagesStaysBounded() throws {
+        // A message/rfc822 body parsed again from depth 0 would let the recursion follow the
+        // input's nesting, and 10,000 levels overflow the stack.
+        let levels = 10_000
+        var text = ""
+        for _ in 0..<levels {
+            text += "Content-Type: message/rfc822\r\n\r\n"
+        }
+        text += "Subject: leaf\r\n\r\nleaf\r\n"
+        let reencoded = try MIMEMessage(parsing: Array(text.utf8)).reencoded()
+        let again = MIMEMessage(parsing: reencoded)
+        #expect(again.root.mediaType == "message/rfc822")
+        #expect(again.root.walk().count <= MIMEEntity.maximumDepth + 1)
+        #expect(reencoded.allSatisfy { $0 < 0x80 })
+    }
 }

@@ -10,9 +10,14 @@ extension MIMEMessage {
     /// - Throws: `HeaderValueError` when a Content-Type of the input cannot be written again, such as one
     ///   with an invalid media type.
     public func reencoded(allows8bit: Bool = false) throws -> [UInt8] {
-        let context = BuildContext(allows8bit: allows8bit)
-        let part = try makePart(root, context: context, isRoot: true)
-        let leading = root.header.fields.filter { !Self.isReplacedField($0) }.map(OutgoingHeaderField.copying)
+        try reencoded(root, context: BuildContext(allows8bit: allows8bit))
+    }
+
+    /// Writes `entity` as a whole message. A message/rfc822 body is written from its entity already
+    /// parsed in `root`, not parsed again, so the nesting stays within `MIMEEntity.maximumDepth`.
+    private func reencoded(_ entity: MIMEEntity, context: BuildContext) throws -> [UInt8] {
+        let part = try makePart(entity, context: context, isRoot: true)
+        let leading = entity.header.fields.filter { !Self.isReplacedField($0) }.map(OutgoingHeaderField.copying)
         var output: [UInt8] = []
         let box = OutputBox()
         var writer = MessageWriter(chunkSize: 1 << 20) { box.bytes += $0 }
@@ -50,7 +55,7 @@ extension MIMEMessage {
         var content = decodedBody(of: entity)
         var encoding: ContentTransferEncoding
         if let inner = entity.children.first, entity.mediaType == "message/rfc822" {
-            content = try MIMEMessage(parsing: Array(bytes[inner.range])).reencoded(allows8bit: context.allows8bit)
+            content = try reencoded(inner, context: context)
             var summary = ContentSummary()
             summary.add(content)
             let isClean = summary.nonASCIICount == 0 && !summary.hasNUL && !summary.hasBareCarriageReturn
