@@ -62,15 +62,18 @@ public final class MailStore: @unchecked Sendable {
         try database.execute("PRAGMA journal_mode=WAL")
         try database.execute("PRAGMA synchronous=FULL")
         try database.execute("PRAGMA foreign_keys=ON")
-        try migrate()
-        try recover(rebuildIndex: !indexExisted)
+        // An index without a schema is new, or was lost and left as an empty file, so the content
+        // files that it does not list are adopted in both cases.
+        let createdSchema = try migrate()
+        try recover(rebuildIndex: createdSchema)
     }
 
     // MARK: - Schema
 
-    private func migrate() throws(StoreError) {
+    /// Creates the schema if the index has none yet, and returns whether it did.
+    private func migrate() throws(StoreError) -> Bool {
         let version = try database.query("PRAGMA user_version").first?.first?.int ?? 0
-        guard version < Self.schemaVersion else { return }
+        guard version < Self.schemaVersion else { return false }
         try database.transaction { () throws(StoreError) in
             try database.execute("""
                 CREATE TABLE IF NOT EXISTS messages (
@@ -113,6 +116,7 @@ public final class MailStore: @unchecked Sendable {
                 PRAGMA user_version = \(Self.schemaVersion);
                 """)
         }
+        return true
     }
 
     // MARK: - Recovery
@@ -123,8 +127,8 @@ public final class MailStore: @unchecked Sendable {
     ///   content file is in place. Its sender never heard that it was stored and may have sent it
     ///   another way, so it is not sent on its own. Without a content file the entry is removed.
     /// - A temporary file whose writer is dead is removed; it never became a message.
-    /// - When the index is new but content files exist (the index was lost), each file becomes a
-    ///   Drafts entry, with the envelope read from its header where possible.
+    /// - When the index is new or empty but content files exist (the index was lost), each file
+    ///   becomes a Drafts entry with an unknown envelope, which 'outbox queue retry' rejects.
     private func recover(rebuildIndex: Bool) throws(StoreError) {
         try withLock { () throws(StoreError) in
             let incoming = try database.query(

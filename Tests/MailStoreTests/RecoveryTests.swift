@@ -86,4 +86,18 @@ import Testing
         #expect(message.folder == .drafts)
         #expect(message.size == sampleContent.count)
     }
+
+    @Test func emptiedIndexRebuiltIntoDrafts() throws {
+        let temporary = try TemporaryStore()
+        let stored = try temporary.store.add(newMessage(), content: sampleContent)
+        // An index file cut to 0 bytes, as a crash on some file systems leaves it, has no schema.
+        // The store still open here keeps its file, so the empty one is a new file in its place.
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.removeItem(at: temporary.folder.appendingPathComponent("index.sqlite\(suffix)"))
+        }
+        try Data().write(to: temporary.folder.appendingPathComponent("index.sqlite"))
+        let message = try #require(try temporary.reopen().message(id: stored.id))
+        #expect(message.folder == .drafts)
+        #expect(message.size == sampleContent.count)
+    }
 }
