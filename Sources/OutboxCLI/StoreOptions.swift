@@ -81,30 +81,47 @@ enum StoreOptions {
 
     // MARK: - Accounts
 
+    /// The options whose values are file paths, which a later flush may resolve from another
+    /// working directory.
+    private static let pathOptions: Set<String> = [
+        "--password-file", "--tls-trust-file", "--tls-cert-file", "--tls-key-file",
+    ]
+
     /// Returns the server options of a command line as the account text kept with each queued
     /// message, a JSON object of option names and values. It contains the password's source, never
     /// the password. With a configuration file, `reference` adds the file's path and the account
     /// name under the keys `config` and `account`. The file is then read again at sending time, so
     /// a `password` written in it is never copied into the store.
-    static func account(_ options: ArgumentParser.Result, reference: [String: String]? = nil) -> String {
+    ///
+    /// A flush can run in any working directory, so relative file paths are made absolute against
+    /// `workingDirectory`, and the password command runs there: otherwise a flush started in another
+    /// folder would read that folder's files or run its programs.
+    static func account(
+        _ options: ArgumentParser.Result, reference: [String: String]? = nil,
+        workingDirectory: String = FileManager.default.currentDirectoryPath
+    ) -> String {
         var chosen: [String: String] = reference ?? [:]
-        for option in ConnectionOptions.options {
-            if let value = options.value(option.key) {
-                chosen[option.key] = value
-            }
+        if let path = chosen["config"], !path.isEmpty, !path.hasPrefix("/") {
+            chosen["config"] = URL(fileURLWithPath: workingDirectory).appendingPathComponent(path).path
         }
-        // The message may be sent by a process started elsewhere, such as 'outbox queue run' from a
-        // service manager, so relative paths are made absolute now.
-        let directory = FileManager.default.currentDirectoryPath
-        for key in ["config", "--password-file", "--tls-trust-file", "--tls-cert-file", "--tls-key-file"] {
-            if let path = chosen[key], !path.isEmpty, !path.hasPrefix("/") {
-                chosen[key] = URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: directory, isDirectory: true))
-                    .standardizedFileURL.path
+        for option in ConnectionOptions.options {
+            guard let value = options.value(option.key) else { continue }
+            if pathOptions.contains(option.key), !value.isEmpty, !value.hasPrefix("/") {
+                chosen[option.key] = URL(fileURLWithPath: workingDirectory).appendingPathComponent(value).path
+            } else if option.key == "--password-command" {
+                chosen[option.key] = "cd \(shellQuoted(workingDirectory)) && \(value)"
+            } else {
+                chosen[option.key] = value
             }
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(chosen)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    /// Returns `text` in single quotes for /bin/sh, with each single quote written as '\''.
+    private static func shellQuoted(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// Returns the route of a message: its server, then a hash of the whole account, so that

@@ -228,3 +228,55 @@ struct QueueCommandTests {
         #expect(result.error.contains("chmod 700"))
     }
 }
+
+/// The account text kept with a queued message, read back by a flush in another working directory.
+@Suite struct QueuedAccountTests {
+    /// Returns the password that a flush in this process's working directory reads for an account
+    /// text made from `arguments` in `directory`.
+    private func passwordAtFlush(_ arguments: [String], queuedIn directory: String) throws -> String? {
+        let parsed = try ArgumentParser(command: "send", options: ConnectionOptions.options)
+            .parse(["--host", "127.0.0.1", "--user", "alice"] + arguments)
+        let account = StoreOptions.account(parsed, workingDirectory: directory)
+        let configuration = try StoreOptions.resolver(environment: [:], warn: { _ in })(account)
+        guard case .password(_, let password) = configuration.authentication?.credentials else { return nil }
+        return password.value
+    }
+
+    /// Creates a folder that contains a password file named "pw".
+    private func folderWithPasswordFile(_ password: String) throws -> URL {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-account-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let file = folder.appendingPathComponent("pw")
+        try Data("\(password)\n".utf8).write(to: file)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
+        return folder
+    }
+
+    @Test func relativePasswordFileKeepsQueueingFolder() throws {
+        let folder = try folderWithPasswordFile("from-queueing-folder")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        #expect(FileManager.default.currentDirectoryPath != folder.path)
+
+        let password = try passwordAtFlush(["--password-file", "pw"], queuedIn: folder.path)
+        #expect(password == "from-queueing-folder")
+    }
+
+    @Test func passwordCommandRunsInQueueingFolder() throws {
+        let folder = try folderWithPasswordFile("from-queueing-folder")
+        defer { try? FileManager.default.removeItem(at: folder) }
+
+        let password = try passwordAtFlush(["--password-command", "cat ./pw"], queuedIn: folder.path)
+        #expect(password == "from-queueing-folder")
+    }
+
+    @Test func passwordCommandQuotesFolderName() throws {
+        let parent = try folderWithPasswordFile("unused")
+        defer { try? FileManager.default.removeItem(at: parent) }
+        let folder = parent.appendingPathComponent("it's $(touch x) `a b`")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+
+        let password = try passwordAtFlush(["--password-command", "pwd"], queuedIn: folder.path)
+        #expect(password == folder.path)
+        #expect(!FileManager.default.fileExists(atPath: parent.appendingPathComponent("x").path))
+    }
+}
