@@ -28,7 +28,8 @@ struct FailureNotice {
         var text = "This is the mail system at \(reportingHost).\r\n\r\n"
         text += "Your message could not be delivered to \(failed.count == 1 ? "this recipient" : "these recipients"):\r\n\r\n"
         for recipient in failed {
-            text += "  <\(Self.printable(recipient.address))>: \(Self.printable(Self.reason(recipient)))\r\n"
+            let line = "  <\(Self.printable(recipient.address))>: \(Self.printable(Self.reason(recipient)))"
+            text += Self.folded(line, indent: "    ") + "\r\n"
         }
         text += "\r\nThe header of your message follows.\r\n"
 
@@ -39,7 +40,7 @@ struct FailureNotice {
             status += "Action: failed\r\n"
             status += "Status: \(Self.statusCode(recipient))\r\n"
             if let reply = recipient.reply {
-                status += "Diagnostic-Code: smtp; \(Self.printable(reply.description))\r\n"
+                status += Self.folded("Diagnostic-Code: smtp; \(Self.printable(reply.description))", indent: " ") + "\r\n"
             }
         }
 
@@ -84,6 +85,29 @@ struct FailureNotice {
     /// Replaces control characters, so that a reply or address cannot add lines to the notice.
     private static func printable(_ text: String) -> String {
         String(text.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : Character($0) })
+    }
+
+    /// Returns `line` broken into lines of at most `width` characters, each after the first starting
+    /// with `indent`, because a server reply can be far longer than the 998 octets that RFC 5322
+    /// allows in a line. It breaks at a space, which the indent replaces, so that unfolding a field
+    /// gives back the text.
+    ///
+    /// NOTE: a run of more than `width` characters without a space is broken where it reaches the
+    /// width, and unfolding adds a space there.
+    static func folded(_ line: String, indent: String, width: Int = 78) -> String {
+        let characters = Array(line)
+        var lines: [String] = []
+        var start = 0
+        var limit = width
+        while characters.count - start > limit {
+            let end = start + limit
+            let space = characters[start..<end].lastIndex(of: " ").flatMap { $0 > start ? $0 : nil }
+            lines.append(String(characters[start..<(space ?? end)]))
+            start = space.map { $0 + 1 } ?? end
+            limit = width - indent.count
+        }
+        lines.append(String(characters[start...]))
+        return lines.joined(separator: "\r\n" + indent)
     }
 
     static func rfc5322Date(_ date: Date) -> String {

@@ -326,6 +326,31 @@ final class SenderFixture {
         #expect(!content.contains("marker "))
     }
 
+    @Test func longReplyFoldedInNotice() async throws {
+        let fixture = try SenderFixture()
+        // A reply line may have 4096 octets and a reply 1000 lines, but a line of the notice at most
+        // 998 (RFC 5322), or a strict server such as 'outbox capture' rejects the notice.
+        let words = String(repeating: "mailbox ", count: 150)
+        let unbroken = String(repeating: "x", count: 1200)
+        var behavior = ScriptedServer.ESMTPBehavior()
+        behavior.recipientReplies = ["gone@example.org": "550 5.1.1 \(words)\(unbroken)"]
+        let server = try ScriptedServer(esmtp: behavior)
+        let sender = OutboxSender(
+            store: fixture.store,
+            configuration: .init(failureNotices: FailureNotices(from: "MAILER-DAEMON@client.test"))
+        ) { account in SMTPClientConfiguration(host: "127.0.0.1", port: UInt16(account)!) }
+
+        _ = try await failOne(fixture, server: server, sender: sender)
+
+        let notice = try #require(try fixture.store.messages().first { $0.sender.isEmpty })
+        let content = try Data(contentsOf: fixture.store.contentURL(id: notice.id))
+        let lines = content.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        #expect(lines.allSatisfy { $0.count <= 1000 })
+        // Unfolding the Diagnostic-Code field gives back the words of the reply.
+        let text = String(decoding: content, as: UTF8.self).replacingOccurrences(of: "\r\n ", with: " ")
+        #expect(text.contains("Diagnostic-Code: smtp; 550 5.1.1 \(words)x"))
+    }
+
     @Test func noticesAreRateLimited() async throws {
         let fixture = try SenderFixture()
         var behavior = ScriptedServer.ESMTPBehavior()
