@@ -41,14 +41,24 @@ public enum OutboxCommand {
         programName: String, arguments: [String], console: Console = .standard
     ) async -> Int32 {
         let name = programName.split(separator: "/").last.map(String.init) ?? programName
+        let status: Int32
         switch name {
         case "sendmail":
+            // The exit status of a send tells what happened to the mail, so a failed write of
+            // informational output does not change it.
             return await SendmailCommand.run(arguments, console: console)
         case "mailq":
-            return await SendmailCommand.runMailq(arguments, console: console)
+            status = await SendmailCommand.runMailq(arguments, console: console)
         default:
-            return await run(arguments, console: console)
+            status = await run(arguments, console: console)
+            if ["send", "sendmail"].contains(arguments.first) {
+                return status
+            }
         }
+        if status == ExitCode.success.rawValue, Console.standardOutputFailure.withLock({ $0 }) != nil {
+            return ExitCode.ioError.rawValue
+        }
+        return status
     }
 
     /// Runs the command line, without the program name, and returns the exit status.

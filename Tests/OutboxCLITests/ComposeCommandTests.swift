@@ -187,6 +187,38 @@ struct ComposeCommandTests {
     }
 }
 
+/// Whether /dev/full is the character device whose writes fail with ENOSPC.
+private let hasFullDevice: Bool = {
+    var status = stat()
+    return stat("/dev/full", &status) == 0 && (status.st_mode & S_IFMT) == S_IFCHR
+}()
+
+@Suite(.enabled(if: hasFullDevice, "needs the /dev/full device"), .timeLimit(.minutes(1)))
+struct OutputFailureTests {
+    /// Runs `outbox ARGUMENTS` with standard output redirected by the shell to `redirect`.
+    private func runOutbox(_ arguments: [String], stdoutTo redirect: String) async throws -> ChildProcess {
+        let script = "exec \"$0\" \"$@\" > \(redirect)"
+        let child = try ChildProcess(
+            executable: URL(fileURLWithPath: "/bin/sh"),
+            arguments: ["-c", script, try ChildProcess.outboxURL.path] + arguments, input: "hi\n")
+        try await child.wait(timeout: .seconds(30))
+        return child
+    }
+
+    @Test func fullStandardOutputFailsCompose() async throws {
+        let child = try await runOutbox(["compose", "--from", "a@example.org", "b@example.org"], stdoutTo: "/dev/full")
+        #expect(!child.wasKilled)
+        #expect(child.process.terminationStatus == ExitCode.ioError.rawValue)
+        #expect(child.errorOutput.contains("Writing to standard output failed"))
+    }
+
+    @Test func fullStandardOutputFailsHelp() async throws {
+        let child = try await runOutbox(["--help"], stdoutTo: "/dev/full")
+        #expect(!child.wasKilled)
+        #expect(child.process.terminationStatus == ExitCode.ioError.rawValue)
+    }
+}
+
 /// Messages composed with `outbox compose`, sent with `outbox send -t` to a real Postfix smtpd, and read
 /// back from its Maildir with Python's email parser.
 @Suite(
