@@ -116,12 +116,15 @@ enum ComposeCommand {
         let includingBcc = !options.flag("--no-bcc-field")
         do {
             if let path = options.value("-o") {
-                guard FileManager.default.createFile(atPath: path, contents: nil) else {
-                    throw Failure(message: "The output file \(path) cannot be created.", exitCode: .ioError)
+                // Opened in place, as the shell's '>' opens it. FileManager.createFile would write a new
+                // file and rename it over the path, replacing a symbolic link or a device such as /dev/stdout.
+                let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+                guard descriptor >= 0 else {
+                    throw Failure(
+                        message: "The output file \(path) cannot be opened for writing: \(String(cString: strerror(errno))).",
+                        exitCode: .ioError)
                 }
-                guard let handle = FileHandle(forWritingAtPath: path) else {
-                    throw Failure(message: "The output file \(path) cannot be opened for writing.", exitCode: .ioError)
-                }
+                let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: false)
                 defer { try? handle.close() }
                 try message.write(includingBcc: includingBcc, to: handle)
             } else {

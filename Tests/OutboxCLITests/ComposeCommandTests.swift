@@ -178,6 +178,24 @@ struct ComposeCommandTests {
         #expect(invalidUTF8.error.contains("UTF-8"))
     }
 
+    @Test func outputWritesThroughSymlink() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-compose-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let target = folder.appendingPathComponent("message.eml")
+        let link = folder.appendingPathComponent("link.eml")
+        try FileManager.default.createSymbolicLink(at: link, withDestinationURL: target)
+
+        // -o opens the path as the shell's '>' does: a symbolic link or a device such as
+        // /dev/stdout is written to, not replaced by a new file.
+        let result = try await runOutbox(["compose", "-o", link.path, "--from", "a@example.org", "b@example.org"], input: "hi\n")
+        #expect(result.status == 0)
+        let destination = try FileManager.default.destinationOfSymbolicLink(atPath: link.path)
+        #expect(destination == target.path)
+        let written = try String(contentsOf: target, encoding: .utf8)
+        #expect(written.contains("To: b@example.org\r\n"))
+    }
+
     @Test func helpIsListed() async throws {
         let help = try await runOutbox(["help", "compose"])
         #expect(help.status == 0)
