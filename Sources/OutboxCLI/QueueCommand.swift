@@ -206,15 +206,19 @@ enum QueueCommand {
         }
     }
 
+    /// Prints one message. The Subject, Message-ID and error texts come from the message and the
+    /// server, so their control characters are escaped, and an escape sequence in them cannot drive
+    /// the terminal.
     private static func show(_ store: MailStore, id: String, console: Console) throws {
         guard let message = try store.message(id: id) else { throw StoreError.noSuchMessage(id) }
+        let printable = UsageError.printable
         var lines = [
             "Message \(message.id)",
             "  Folder:        \(message.folder)\(message.held ? " (held)" : "")",
             "  Server:        \(OutboxSender.server(message.route))",
             "  Sender:        <\(message.sender)>",
-            "  Message-ID:    \(message.messageID ?? "-")",
-            "  Subject:       \(message.subject ?? "-")",
+            "  Message-ID:    \(printable(message.messageID ?? "-"))",
+            "  Subject:       \(printable(message.subject ?? "-"))",
             "  Size:          \(message.size) octets",
             "  Stored:        \(format(message.created))",
             "  Queued:        \(format(message.queued))",
@@ -227,16 +231,16 @@ enum QueueCommand {
             lines.append("  Unconfirmed:   \(message.unknownOutcomes) attempt(s) ended before the server's reply to the message")
         }
         if let error = message.lastError {
-            lines.append("  Last error:    \(error)")
+            lines.append("  Last error:    \(printable(error))")
         }
         lines.append("  Content:       \(store.contentURL(id: message.id).path)")
         lines.append("  Recipients:")
         for recipient in message.recipients {
             var line = "    <\(recipient.address)>: \(recipient.state)"
             if let reply = recipient.reply {
-                line += ", \(reply)"
+                line += ", \(printable(reply.description))"
             } else if let error = recipient.error {
-                line += ", \(error)"
+                line += ", \(printable(error))"
             }
             lines.append(line)
         }

@@ -167,6 +167,31 @@ struct QueueCommandTests {
         #expect(storeWithoutQueue.error.contains("need --queue"))
     }
 
+    @Test func showEscapesControlCharacters() async throws {
+        let folder = StoreFolder()
+        // The Subject and Message-ID come from the message's header, which any local program
+        // writes, so their escape sequences must not reach the terminal of the user who reads them.
+        let hostile = """
+            From: alice@example.test
+            To: bob@example.test
+            Subject: \u{1B}]0;title\u{07}\u{1B}[2Jcleared
+            Message-ID: <\u{1B}[31mred@example.test>
+
+            Body.
+
+            """
+        let queued = try await runOutbox(
+            ["send", "--queue-only", "--store", folder.path, "-t"] + serverOptions(port: 1), input: hostile)
+        #expect(queued.status == 0)
+        let id = try #require(try folder.open().messages().first?.id)
+
+        let show = try await runOutbox(["queue", "show", id, "--store", folder.path])
+        #expect(show.status == 0)
+        #expect(!show.output.unicodeScalars.contains("\u{1B}"))
+        #expect(!show.output.unicodeScalars.contains("\u{07}"))
+        #expect(show.output.contains("cleared"))
+    }
+
     @Test func retryAndDeleteFailedMessage() async throws {
         let folder = StoreFolder()
         var behavior = ScriptedServer.ESMTPBehavior()
