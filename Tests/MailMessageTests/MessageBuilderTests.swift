@@ -329,6 +329,23 @@ struct MessageBuilderTests {
         #expect(!String(decoding: try message.serialized(), as: UTF8.self).contains("Bcc"))
     }
 
+    @Test func binaryTextAttachmentKeepsBytes() throws {
+        // Files named like text but holding a NUL or a bare CR, such as a binary log: once with mostly
+        // ASCII (quoted-printable) and once with random bytes (base64).
+        let mostlyASCII = Array("a\u{0}b\r\nc\rd\n".utf8)
+        let random = SeededBytes(seed: 7).bytesArray(4096) + [0, 13, 65, 10]
+        for (name, content) in [("log.txt", mostlyASCII), ("data.csv", random)] {
+            var builder = MessageBuilder()
+            builder.from = [try address("a@example.test")]
+            builder.text = "See the file."
+            builder.attachments = [Attachment(data: content, fileName: name)]
+            let parsed = MIMEMessage(parsing: try builder.build().serialized())
+            let part = try #require(parsed.root.walk().first { $0.fileName == name })
+            let decoded = parsed.decodedBody(of: part)
+            #expect(decoded.elementsEqual(content), "\(name): \(decoded.count) octets decoded from \(content.count)")
+        }
+    }
+
     @Test func boundariesAreUniqueAndAbsentFromContent() throws {
         var builder = MessageBuilder()
         builder.from = [try address("a@example.test")]

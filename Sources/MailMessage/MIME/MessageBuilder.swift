@@ -256,7 +256,7 @@ struct BuildContext {
 
     mutating func attachmentPart(_ attachment: Attachment, disposition: String) throws(MessageBuildError) -> MIMEPart {
         let segment = try segment(for: attachment)
-        let isText = attachment.mediaType.lowercased().hasPrefix("text/")
+        var isText = attachment.mediaType.lowercased().hasPrefix("text/")
         let isMessage = attachment.mediaType.lowercased() == "message/rfc822"
         var encoding = ContentTransferEncoding.base64
         if isText || isMessage {
@@ -274,6 +274,13 @@ struct BuildContext {
             case .uuencoded: break
             }
             encoding = ContentTransferEncoding.choose(for: summary, isText: true, allows8bit: allows8bit)
+            if isText && (summary.hasNUL || summary.hasBareCarriageReturn) {
+                // A NUL or a CR outside CR LF means the content is not text, whatever its file name
+                // suggests, such as a binary .log file. Its line ends must not become CR LF, so it is
+                // sent as it is, in base64.
+                isText = false
+                encoding = .base64
+            }
             if isMessage {
                 let isClean = !summary.hasNUL && !summary.hasBareCarriageReturn && summary.maximumLineLength <= 998
                 if isClean && summary.nonASCIICount == 0 {
