@@ -31,7 +31,8 @@ let package = Package(
         // The `outbox` commands as a library, so that they can be tested without spawning processes.
         .target(name: "OutboxCLI", dependencies: ["SMTPCore", "SMTPClient", "MailMessage", "MailStore", "Outbox"]),
         .executableTarget(name: "outbox", dependencies: ["OutboxCLI"]),
-        .executableTarget(name: "outbox-benchmark", dependencies: ["SMTPCore", "SMTPClient"], path: "Benchmarks/Sources"),
+        .executableTarget(
+            name: "outbox-benchmark", dependencies: ["SMTPCore", "SMTPClient", "MailStore"], path: "Benchmarks/Sources"),
 
         // Real and scripted SMTP servers for the tests: Postfix, smtp-sink, and a server that follows a script.
         .target(name: "OutboxTestSupport", path: "Tests/Support", exclude: ["postfix-instance", "aiosmtpd-server.py"]),
