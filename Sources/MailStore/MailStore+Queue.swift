@@ -115,8 +115,6 @@ extension MailStore {
     /// alone it is kept.
     public func record(_ id: String, owner: String, _ update: DeliveryUpdate, now: Date = Date()) throws(StoreError) {
         try withLock { () throws(StoreError) in
-            try index.execute("PRAGMA synchronous=NORMAL")
-            defer { try? index.execute("PRAGMA synchronous=FULL") }
             try index.transaction { () throws(StoreError) in
                 try index.query(
                     """

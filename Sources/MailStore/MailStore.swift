@@ -60,7 +60,10 @@ public final class MailStore: @unchecked Sendable {
         }
         database = try SQLiteDatabase(path: indexPath)
         try database.execute("PRAGMA journal_mode=WAL")
-        try database.execute("PRAGMA synchronous=FULL")
+        // Commits do not wait for the disk, except the one that makes a new message part of the
+        // store (see `add`): after a power failure, a lost record of an outcome or of a user's
+        // action makes a message be sent or changed again, never lost.
+        try database.execute("PRAGMA synchronous=NORMAL")
         try database.execute("PRAGMA foreign_keys=ON")
         // An index without a schema is new, or was lost and left as an empty file, so the content
         // files that it does not list are adopted in both cases.
@@ -236,7 +239,11 @@ public final class MailStore: @unchecked Sendable {
             }
             throw error
         }
+        // This commit waits for the disk, and with it every earlier commit of this connection,
+        // the incoming entry included: after it, the message survives a power failure.
         try withLock { () throws(StoreError) in
+            try database.execute("PRAGMA synchronous=FULL")
+            defer { try? database.execute("PRAGMA synchronous=NORMAL") }
             try database.query(
                 "UPDATE messages SET folder = ?, size = ?, writer_pid = NULL WHERE id = ?",
                 [.text(message.folder.rawValue), .init(size), .text(id)])

@@ -32,6 +32,10 @@ final class SQLiteDatabase {
         let milliseconds = busyTimeout.components.seconds * 1000
         sqlite3_busy_timeout(handle, Int32(clamping: milliseconds))
         sqlite3_extended_result_codes(handle, 1)
+        // A process that stores one message and exits would otherwise checkpoint and delete the WAL
+        // at close and recreate it at the next open, which costs several waits for the disk. SQLite
+        // still checkpoints when the WAL reaches its size limit.
+        csqlite_keep_wal_on_close(handle)
     }
 
     deinit {
