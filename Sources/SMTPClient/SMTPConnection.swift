@@ -141,6 +141,21 @@ public final class SMTPConnection: @unchecked Sendable {
         return outcome ?? messages.map { _ in .failure(SMTPError(phase: .mail, kind: .cancelled, isTemporary: true)) }
     }
 
+    /// Checks an idle connection before it is reused, without writing to it: reads what the server
+    /// sent meanwhile, such as a 421 or the end of the connection. Returns false, with the connection
+    /// closed, when it can no longer take a message, so that the caller can open a new one knowing
+    /// that nothing of its next message was sent.
+    public func checkIdle() async -> Bool {
+        let usable = try? await perform { driver throws(SMTPError) in
+            driver.checkIdle()
+        }
+        guard usable == true else {
+            await close()
+            return false
+        }
+        return true
+    }
+
     /// Sends QUIT and closes the connection. The reply to QUIT is awaited for at most the configured
     /// QUIT timeout, and a failure is ignored, because every message was already handed over.
     public func quit() async {

@@ -387,6 +387,17 @@ final class SessionDriver: @unchecked Sendable {
         return session.messageContentSent() + startWaitingTransactions()
     }
 
+    /// Returns whether the idle connection can take a message: false when the server closed it or
+    /// sent something while it was idle, such as a 421 before an idle timeout. Nothing is written.
+    func checkIdle() -> Bool {
+        do {
+            try checkIdleConnection()
+            return true
+        } catch {
+            return false
+        }
+    }
+
     /// Reads what the server sent while the connection was idle, such as a 421 before an idle
     /// timeout or the end of the connection, so that a reused connection fails before MAIL is sent.
     private func checkIdleConnection() throws(SMTPError) {
