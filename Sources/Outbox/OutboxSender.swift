@@ -46,9 +46,13 @@ public final class OutboxSender: Sendable {
     /// reading any password it needs.
     public typealias AccountResolver = @Sendable (_ account: String) throws -> SMTPClientConfiguration
 
+    /// An `AccountResolver` that may suspend, for example to fetch an OAuth 2.0 token. It is called
+    /// each time a connection for the account opens, so a secret is never stored with the message.
+    public typealias AsyncAccountResolver = @Sendable (_ account: String) async throws -> SMTPClientConfiguration
+
     public let store: MailStore
     public let configuration: Configuration
-    private let resolveAccount: AccountResolver
+    private let resolveAccount: AsyncAccountResolver
     private let transcript: TranscriptHandler?
     private let owner = MailStore.makeLeaseOwner()
 
@@ -59,7 +63,18 @@ public final class OutboxSender: Sendable {
         self.store = store
         self.configuration = configuration
         self.transcript = transcript
-        self.resolveAccount = resolveAccount
+        self.resolveAccount = { account in try resolveAccount(account) }
+    }
+
+    /// Creates a sender whose account resolver may suspend.
+    public init(
+        store: MailStore, configuration: Configuration = Configuration(), transcript: TranscriptHandler? = nil,
+        resolveAccountAsync: @escaping AsyncAccountResolver
+    ) {
+        self.store = store
+        self.configuration = configuration
+        self.transcript = transcript
+        self.resolveAccount = resolveAccountAsync
     }
 
     /// Sends every message due in the Outbox, or only those for `route`, and returns what happened.
@@ -95,14 +110,18 @@ public final class OutboxSender: Sendable {
     /// next deferred message is due, and at least every `pollInterval`, to pick up messages that
     /// other processes queued.
     ///
-    /// - Parameter onFlush: called after each flush that tried any message or met an error.
+    /// - Parameters:
+    ///   - onFlush: called after each flush that tried any message or met an error.
+    ///   - progress: called after each step of every flush with the counts of that flush. It comes
+    ///     after `onFlush`, so that a trailing closure still means `onFlush`.
     public func run(
-        pollInterval: Duration = .seconds(30), onFlush: (@Sendable (FlushReport) -> Void)? = nil
+        pollInterval: Duration = .seconds(30), onFlush: (@Sendable (FlushReport) -> Void)? = nil,
+        progress: (@Sendable (FlushProgress) -> Void)? = nil
     ) async {
         while !Task.isCancelled {
             var wait = pollInterval
             do {
-                let report = try await flush()
+                let report = try await flush(progress: progress)
                 if !(report.sent.isEmpty && report.failed.isEmpty && report.deferred.isEmpty && report.errors.isEmpty) {
                     onFlush?(report)
                 }
@@ -187,7 +206,7 @@ public final class OutboxSender: Sendable {
                 connection = nil
                 tracker.setActivity(.connecting(route: route))
                 do {
-                    let smtpConfiguration = try resolveAccount(account)
+                    let smtpConfiguration = try await resolveAccount(account)
                     connection = try await SMTPConnection.open(smtpConfiguration, transcript: transcript)
                     connectedAccount = account
                 } catch let error as SMTPError {
