@@ -9,6 +9,9 @@ let package = Package(
         .library(name: "SMTPClient", targets: ["SMTPClient"]),
         .library(name: "MailMessage", targets: ["MailMessage"]),
         .library(name: "MailStore", targets: ["MailStore"]),
+        // The one import for programs: Mailer, the transports and OutboxService, with the modules
+        // above re-exported.
+        .library(name: "Outbox", targets: ["Outbox"]),
     ],
     targets: [
         // The SMTP protocol without I/O: commands, replies, capabilities, the client state machine
@@ -23,7 +26,8 @@ let package = Package(
         // The message store: folders, the SQLite index, leases and crash recovery.
         .target(name: "MailStore", dependencies: ["CSQLite"]),
         // The sender service: flushes the store's Outbox through SMTP connections, with the retry policy.
-        .target(name: "Outbox", dependencies: ["MailStore", "SMTPClient", "SMTPCore"]),
+        // Also the library's front: Mailer, the transports, OutboxService, and the re-exports.
+        .target(name: "Outbox", dependencies: ["MailStore", "SMTPClient", "SMTPCore", "MailMessage"]),
         // SQLite from Debian's libsqlite3-dev, for the store's index.
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // OpenSSL from Debian's libssl-dev, for TLS and the hashes that SASL mechanisms need.
@@ -31,6 +35,13 @@ let package = Package(
         // The `outbox` commands as a library, so that they can be tested without spawning processes.
         .target(name: "OutboxCLI", dependencies: ["SMTPCore", "SMTPClient", "MailMessage", "MailStore", "Outbox"]),
         .executableTarget(name: "outbox", dependencies: ["OutboxCLI"]),
+        // Examples of the library, built with the package. OutboxAPITests runs each of them against
+        // a server on loopback.
+        .executableTarget(name: "SendWithAttachmentExample", dependencies: ["Outbox"], path: "Examples/SendWithAttachment"),
+        .executableTarget(name: "OutboxServiceExample", dependencies: ["Outbox"], path: "Examples/OutboxService"),
+        .executableTarget(
+            name: "TestWithInMemoryTransportExample", dependencies: ["Outbox"], path: "Examples/TestWithInMemoryTransport"),
+        .executableTarget(name: "OAuth2TokenExample", dependencies: ["Outbox"], path: "Examples/OAuth2Token"),
         .executableTarget(
             name: "outbox-benchmark", dependencies: ["SMTPCore", "SMTPClient", "MailStore"], path: "Benchmarks/Sources"),
 
@@ -41,6 +52,8 @@ let package = Package(
         .testTarget(name: "MailMessageTests", dependencies: ["MailMessage"]),
         .testTarget(name: "MailStoreTests", dependencies: ["MailStore"]),
         .testTarget(name: "OutboxTests", dependencies: ["Outbox", "MailStore", "SMTPClient", "OutboxTestSupport"]),
+        // The public API as a program uses it: imports Outbox without @testable.
+        .testTarget(name: "OutboxAPITests", dependencies: ["Outbox", "OutboxTestSupport"]),
         .testTarget(name: "SMTPClientTests", dependencies: ["SMTPClient", "SMTPCore", "OutboxTestSupport"]),
         .testTarget(
             name: "OutboxCLITests",
