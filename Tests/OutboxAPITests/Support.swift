@@ -49,6 +49,8 @@ func oneMessageThenClose(farewell: String? = nil) -> [ScriptedServer.Step] {
         .readData,
         .send("250 2.0.0 queued\r\n"),
     ]
+    // The pause lets the client finish the send and put the connection in the pool first.
+    steps.append(.stall(.milliseconds(200)))
     if let farewell {
         steps.append(.send(farewell))
     }
