@@ -161,6 +161,75 @@ import Testing
         #expect(error.recipients.map(\.status) == [.permanentFailure])
     }
 
+    @Test func cancellationStopsProgram() async throws {
+        let folder = TemporaryFolder("outbox-sendmail")
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        let program = folder.url.appendingPathComponent("slow-sendmail")
+        try "#!/bin/sh\nexec sleep 20\n".write(to: program, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: program.path)
+        let mailer = Mailer(transport: SendmailTransport(executable: program))
+        let message = try makeMessage()
+
+        let started = ContinuousClock.now
+        let task = Task { () async -> MailError? in
+            do {
+                _ = try await mailer.send(message)
+                return nil
+            } catch {
+                return error as? MailError
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        task.cancel()
+        let error = await task.value
+        let elapsed = ContinuousClock.now - started
+
+        #expect(error?.kind == .cancelled)
+        #expect(elapsed < .seconds(5))
+    }
+
+    @Test func programStartsWithSignalsUnblocked() async throws {
+        let folder = TemporaryFolder("outbox-sendmail")
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        let program = folder.url.appendingPathComponent("status-sendmail")
+        let script = "#!/bin/sh\ngrep -E '^Sig(Blk|Ign)' /proc/self/status > '\(folder.url.path)/status'\ncat > /dev/null\n"
+        try script.write(to: program, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: program.path)
+        let mailer = Mailer(transport: SendmailTransport(executable: program))
+
+        _ = try await mailer.send(makeMessage())
+
+        let status = try String(contentsOf: folder.url.appendingPathComponent("status"), encoding: .utf8)
+        let fields = Dictionary(uniqueKeysWithValues: status.split(separator: "\n").map { line in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            return (String(parts[0]), UInt64(parts[1].trimmingCharacters(in: .whitespaces), radix: 16) ?? 0)
+        })
+        #expect(fields["SigBlk"] == 0)
+        // SIGPIPE is signal 13, bit 12 of the mask.
+        #expect((fields["SigIgn"] ?? 0) & (1 << 12) == 0)
+    }
+
+    @Test func earlyExitDoesNotKillProcess() async throws {
+        // The program exits without reading a message larger than a pipe's buffer (64 KiB on
+        // Linux), so the write fails with EPIPE, which must not end the test process.
+        let folder = TemporaryFolder("outbox-sendmail")
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        let program = folder.url.appendingPathComponent("exiting-sendmail")
+        try "#!/bin/sh\nexit 75\n".write(to: program, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: program.path)
+        let transport = SendmailTransport(executable: program)
+        let line = Array(String(repeating: "a", count: 76).utf8) + [13, 10]
+        let body = Array(repeating: line, count: 4096).flatMap { $0 }
+        let large = try OutgoingMessage(bytes: Array("Subject: large\r\n\r\n".utf8) + body)
+
+        let error = try await #require(throws: MailError.self) {
+            try await transport.send(large, envelope: Envelope(sender: "s@example.org", recipients: ["a@example.org"]))
+        }
+
+        #expect(error.kind == .transportFailed)
+        #expect(error.isRetryable)
+    }
+
     @Test func missingProgramIsReported() async throws {
         let mailer = Mailer(transport: SendmailTransport(executable: URL(fileURLWithPath: "/nonexistent/sendmail")))
 

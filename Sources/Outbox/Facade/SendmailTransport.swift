@@ -12,9 +12,6 @@ import Synchronization
 /// `MailError.Kind.invalidEnvelope`. Exit status 0 means every recipient accepted the message.
 /// Status 75 (`EX_TEMPFAIL`) is a temporary failure, and any other status a permanent one. When the
 /// calling task is cancelled, the program is sent SIGTERM.
-///
-/// The first send sets SIGPIPE to be ignored in the whole process, so that a program that exits
-/// before reading all of its input makes the write fail instead of killing the process.
 public struct SendmailTransport: MailTransport {
     /// The program to run.
     public let executable: URL
@@ -30,7 +27,6 @@ public struct SendmailTransport: MailTransport {
     public func send(_ message: OutgoingMessage, envelope: Envelope) async throws(MailError) -> SendResult {
         try Self.validate(envelope)
         if Task.isCancelled { throw MailError.cancelled }
-        _ = Self.ignoreBrokenPipes
         var arguments = leadingArguments + ["-i"]
         if !envelope.sender.isEmpty {
             arguments += ["-f", envelope.sender]
@@ -60,11 +56,6 @@ public struct SendmailTransport: MailTransport {
             throw MailError.wholeMessage(.transportFailed, detail, envelope: envelope, isRetryable: temporary)
         }
     }
-
-    /// Sets SIGPIPE to be ignored, once.
-    private static let ignoreBrokenPipes: Void = {
-        signal(SIGPIPE, SIG_IGN)
-    }()
 
     /// Rejects envelope addresses that the program could take for an option or that could end a
     /// line of its input or an argument.
@@ -127,6 +118,26 @@ private final class ProgramRun: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` with SIGPIPE blocked on this thread, so that writing to a program that exited
+    /// fails with EPIPE instead of ending the process. A SIGPIPE that the writes raised is consumed
+    /// before the signal mask is restored. Ignoring SIGPIPE process-wide would instead be inherited
+    /// by every program the process starts.
+    private static func withSIGPIPEBlocked(_ body: () -> Void) {
+        var pipeSignal = sigset_t()
+        var previousMask = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previousMask)
+        body()
+        var pending = sigset_t()
+        sigpending(&pending)
+        if sigismember(&pending, SIGPIPE) == 1, sigismember(&previousMask, SIGPIPE) == 0 {
+            var noWait = timespec(tv_sec: 0, tv_nsec: 0)
+            _ = sigtimedwait(&pipeSignal, nil, &noWait)
+        }
+        pthread_sigmask(SIG_SETMASK, &previousMask, nil)
+    }
+
     private func runBlocking() -> Outcome {
         let input = Pipe()
         let errors = Pipe()
@@ -138,13 +149,21 @@ private final class ProgramRun: @unchecked Sendable {
             lock.unlock()
             return .exited(-1, errorOutput: "cancelled before it started")
         }
+        // The program inherits this thread's signal mask, and dispatch threads block signals such
+        // as SIGTERM, so the program would ignore `terminate()`. The mask is cleared for the start.
+        var allSignals = sigset_t()
+        var previousMask = sigset_t()
+        sigemptyset(&allSignals)
+        pthread_sigmask(SIG_SETMASK, &allSignals, &previousMask)
         do {
             try process.run()
             started = true
         } catch {
+            pthread_sigmask(SIG_SETMASK, &previousMask, nil)
             lock.unlock()
             return .failedToStart("\(error)")
         }
+        pthread_sigmask(SIG_SETMASK, &previousMask, nil)
         lock.unlock()
 
         // Standard error is read on another thread, so that a program that writes much of it
@@ -153,22 +172,29 @@ private final class ProgramRun: @unchecked Sendable {
         let reader = DispatchGroup()
         reader.enter()
         DispatchQueue.global().async {
-            let data = errors.fileHandleForReading.readDataToEndOfFile()
-            errorData.withLock { $0 = data }
+            while true {
+                let chunk = errors.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                errorData.withLock { $0.append(chunk) }
+            }
             reader.leave()
         }
 
-        do {
-            var messageReader = try content.makeReader()
-            while let chunk = try messageReader.read(maxLength: 64 * 1024) {
-                try input.fileHandleForWriting.write(contentsOf: chunk)
+        Self.withSIGPIPEBlocked {
+            do {
+                var messageReader = try content.makeReader()
+                while let chunk = try messageReader.read(maxLength: 64 * 1024) {
+                    try input.fileHandleForWriting.write(contentsOf: chunk)
+                }
+            } catch {
+                // The program exited early or the content is unreadable, and the exit status shows which.
             }
-        } catch {
-            // The program exited early or the content is unreadable, and the exit status shows which.
+            try? input.fileHandleForWriting.close()
         }
-        try? input.fileHandleForWriting.close()
         process.waitUntilExit()
-        reader.wait()
+        // A child of the program that outlives it keeps standard error open, so the rest of the
+        // output is awaited for one second only. The reading thread ends when that child exits.
+        _ = reader.wait(timeout: .now() + 1)
         let text = String(decoding: errorData.withLock { $0 }, as: UTF8.self)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         return .exited(process.terminationStatus, errorOutput: String(text.prefix(1000)))
