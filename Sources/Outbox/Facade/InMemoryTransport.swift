@@ -15,6 +15,7 @@ import SMTPClient
 public final class InMemoryTransport: MailTransport {
     /// One message the transport was asked to send.
     public struct SentMessage: Sendable {
+        /// The sender and recipients, Bcc recipients included.
         public let envelope: Envelope
         /// The message as it would have been sent, with CR LF line ends.
         public let bytes: [UInt8]
@@ -31,6 +32,7 @@ public final class InMemoryTransport: MailTransport {
 
     private let state = Mutex(State())
 
+    /// Creates a transport that accepts every recipient and has recorded nothing.
     public init() {}
 
     /// The messages sent so far, oldest first. Messages that threw are not listed.

@@ -33,6 +33,7 @@ public struct MailError: Error, Sendable, CustomStringConvertible {
         case cancelled
     }
 
+    /// The kind of failure.
     public let kind: Kind
     /// The SMTP step that failed, or nil when the failure was not in an SMTP session.
     public let phase: SMTPPhase?
@@ -53,6 +54,7 @@ public struct MailError: Error, Sendable, CustomStringConvertible {
     /// The SMTP client's error, when the failure came from an SMTP session.
     public let smtpError: SMTPError?
 
+    /// Creates an error, for a transport of your own or for `InMemoryTransport.failEverySend(with:)`.
     public init(
         kind: Kind, phase: SMTPPhase? = nil, reply: SMTPReply? = nil, recipients: [RecipientOutcome] = [],
         detail: String, isRetryable: Bool, isOutcomeUnknown: Bool = false, smtpError: SMTPError? = nil

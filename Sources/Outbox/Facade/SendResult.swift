@@ -16,17 +16,20 @@ public struct RecipientOutcome: Sendable, Hashable, CustomStringConvertible {
 
     /// The address as it went into the envelope (`RCPT TO`).
     public let address: String
+    /// Whether the recipient accepted the message.
     public let status: Status
     /// The server's reply to this recipient, or nil when no reply names it, as when the transport
     /// is not SMTP or the session failed before RCPT.
     public let reply: SMTPReply?
 
+    /// Creates an outcome, for a transport of your own.
     public init(address: String, status: Status, reply: SMTPReply? = nil) {
         self.address = address
         self.status = status
         self.reply = reply
     }
 
+    /// Whether `status` is `accepted`.
     public var isAccepted: Bool { status == .accepted }
 
     public var description: String {
@@ -55,6 +58,7 @@ public struct SendResult: Sendable, Hashable {
     /// The file the message was written to, for `FileTransport` only.
     public let fileURL: URL?
 
+    /// Creates a result, for a transport of your own.
     public init(recipients: [RecipientOutcome], reply: SMTPReply? = nil, messageID: String? = nil, fileURL: URL? = nil) {
         self.recipients = recipients
         self.reply = reply
