@@ -55,6 +55,8 @@ import Testing
 
         let url = try #require(result.fileURL)
         #expect(url.pathExtension == "eml")
+        let namePattern = /\d{8}T\d{6}Z\.\d{6}-[0-9A-F-]{36}\.eml/
+        #expect(url.lastPathComponent.wholeMatch(of: namePattern) != nil, "file name: \(url.lastPathComponent)")
         #expect(url.deletingLastPathComponent().path == folder.url.path)
         let text = try String(contentsOf: url, encoding: .utf8)
         #expect(text.contains("Subject: to a file\r\n"))

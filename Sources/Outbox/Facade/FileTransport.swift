@@ -68,7 +68,7 @@ public struct FileTransport: MailTransport {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withYear, .withMonth, .withDay, .withTime, .withTimeZone]
         let stamp = formatter.string(from: Date(timeIntervalSince1970: TimeInterval(now.tv_sec)))
-        let micros = String(format: "%06d", Int(now.tv_nsec / 1000))
+        let micros = String(format: "%06ld", Int(now.tv_nsec / 1000))
         return "\(stamp).\(micros)-\(UUID().uuidString)"
     }
 }
