@@ -1,6 +1,22 @@
 import Foundation
 import Outbox
+import Synchronization
 import Testing
+
+/// A transport that notes the file behind the message content, and its permissions, while it sends.
+private final class ContentInspectingTransport: MailTransport {
+    let fileURL = Mutex<URL?>(nil)
+    let filePermissions = Mutex<Int?>(nil)
+
+    func send(_ message: OutgoingMessage, envelope: Envelope) async throws(MailError) -> SendResult {
+        if let file = message.content as? FileMessageContent {
+            fileURL.withLock { $0 = file.url }
+            let attributes = try? FileManager.default.attributesOfItem(atPath: file.url.path)
+            filePermissions.withLock { $0 = attributes?[.posixPermissions] as? Int }
+        }
+        return SendResult(recipients: envelope.recipients.map { RecipientOutcome(address: $0.address, status: .accepted) })
+    }
+}
 
 @Suite struct InMemoryTransportTests {
     @Test func recordsEnvelopeAndContent() async throws {
@@ -17,6 +33,36 @@ import Testing
         #expect(sent.envelope.recipients.map(\.address) == ["a@example.org", "hidden@example.org"])
         #expect(sent.text.contains("Subject: recorded\r\n"))
         #expect(!sent.text.contains("hidden@example.org"))
+    }
+
+    @Test func largeAttachmentSpoolsToFile() async throws {
+        let folder = TemporaryFolder("outbox-large-attachment")
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        let attachment = folder.url.appendingPathComponent("large.bin")
+        let fileSize = 3 << 20
+        try Data((0..<fileSize).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: attachment)
+        let transport = InMemoryTransport()
+        var message = try makeMessage(subject: "large")
+        message.attachments = [Attachment(path: attachment.path)]
+        let spoolNames = {
+            try FileManager.default.contentsOfDirectory(atPath: FileManager.default.temporaryDirectory.path)
+                .filter { $0.hasPrefix("outbox-message-") }
+        }
+        let before = try spoolNames()
+
+        _ = try await Mailer(transport: transport).send(message)
+        let inspector = ContentInspectingTransport()
+        _ = try await Mailer(transport: inspector).send(message)
+
+        let spoolFile = try #require(inspector.fileURL.withLock { $0 })
+        #expect(spoolFile.lastPathComponent.hasPrefix("outbox-message-"))
+        #expect(inspector.filePermissions.withLock { $0 } == 0o600)
+        #expect(!FileManager.default.fileExists(atPath: spoolFile.path))
+        let sent = try #require(transport.sentMessages.first)
+        // Base64 makes the file 4/3 as large, before line ends.
+        #expect(sent.bytes.count > fileSize * 4 / 3)
+        #expect(sent.text.contains("filename=large.bin"))
+        #expect(try spoolNames() == before)
     }
 
     @Test func partialRejectionReturnsResult() async throws {

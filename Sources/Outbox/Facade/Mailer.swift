@@ -54,7 +54,20 @@ public final class Mailer: Sendable {
     ///   address that cannot go into an envelope, `rejected` with the server's reply, `cancelled`,
     ///   and the transport's other kinds.
     public func send(_ message: ComposedMessage) async throws(MailError) -> SendResult {
-        let (outgoing, envelope) = try Self.prepare(message)
+        let envelope = try Self.envelope(of: message)
+        let spooled: SpooledMessage
+        let outgoing: OutgoingMessage
+        do {
+            spooled = try SpooledMessage(message)
+        } catch {
+            throw MailError.wholeMessage(.invalidMessage, "\(error)", envelope: envelope, isRetryable: false)
+        }
+        defer { spooled.remove() }
+        do {
+            outgoing = try OutgoingMessage(content: spooled.content)
+        } catch {
+            throw MailError.wholeMessage(.invalidMessage, "\(error)", envelope: envelope, isRetryable: false)
+        }
         var result = try await transport.send(outgoing, envelope: envelope)
         result.messageID = message.messageID
         return result
@@ -63,20 +76,6 @@ public final class Mailer: Sendable {
     /// Closes what the transport keeps open, such as idle SMTP connections (with QUIT).
     public func shutdown() async {
         await transport.shutdown()
-    }
-
-    /// Returns the content and envelope of a built message, with every address checked.
-    ///
-    /// NOTE: the message is serialized in memory, so a message with large attachments takes
-    /// their encoded size in memory while it is sent. `OutboxService` streams it to disk instead.
-    static func prepare(_ message: ComposedMessage) throws(MailError) -> (OutgoingMessage, Envelope) {
-        let envelope = try envelope(of: message)
-        do {
-            let bytes = try message.serialized()
-            return (try OutgoingMessage(bytes: bytes), envelope)
-        } catch {
-            throw MailError.wholeMessage(.invalidMessage, "\(error)", envelope: envelope, isRetryable: false)
-        }
     }
 
     /// Returns the envelope of a built message, after the RFC 5321 checks of each address.
