@@ -55,6 +55,13 @@ public final class OutboxSender: Sendable {
     private let resolveAccount: AsyncAccountResolver
     private let transcript: TranscriptHandler?
     private let owner = MailStore.makeLeaseOwner()
+    private let wakeSignal = WakeSignal()
+
+    /// Makes a `run` loop flush at once instead of waiting for its next poll, as after a message
+    /// was queued. A call while the loop is flushing makes it flush again when it is done.
+    public func wake() {
+        wakeSignal.signal()
+    }
 
     public init(
         store: MailStore, configuration: Configuration = Configuration(), transcript: TranscriptHandler? = nil,
@@ -134,7 +141,7 @@ public final class OutboxSender: Sendable {
                 report.errors.append("\(error)")
                 onFlush?(report)
             }
-            try? await Task.sleep(for: wait)
+            await wakeSignal.wait(timeout: wait)
         }
     }
 

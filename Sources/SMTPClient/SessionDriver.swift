@@ -269,7 +269,9 @@ final class SessionDriver: @unchecked Sendable {
         } catch {
             close()
             if let error = error as? TLSError {
-                throw SMTPError(phase: .tlsHandshake, kind: .tlsFailed(error.description), isTemporary: true)
+                throw SMTPError(
+                    phase: .tlsHandshake, kind: .tlsFailed(error.description),
+                    isTemporary: error.kind != .invalidConfiguration)
             }
             var failure = Self.connectError(error)
             failure = SMTPError(phase: .tlsHandshake, kind: failure.kind, isTemporary: failure.isTemporary)
@@ -289,7 +291,8 @@ final class SessionDriver: @unchecked Sendable {
             tlsSession = info
             return session.tlsEstablished()
         } catch let error as TLSError {
-            return session.tlsFailed(error.description)
+            // A TLS configuration that cannot be used fails every attempt the same way.
+            return session.tlsFailed(error.description, isTemporary: error.kind != .invalidConfiguration)
         } catch {
             return handle(error)
         }

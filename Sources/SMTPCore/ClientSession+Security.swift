@@ -115,8 +115,11 @@ extension ClientSession {
     }
 
     /// Reports that the TLS handshake failed. The session ends without sending anything more.
-    public mutating func tlsFailed(_ detail: String) -> [Action] {
-        fail(SMTPError(phase: .startTLS, kind: .tlsFailed(detail), isTemporary: true))
+    ///
+    /// - Parameter isTemporary: false when trying again cannot help, as for a client configuration
+    ///   that cannot be used.
+    public mutating func tlsFailed(_ detail: String, isTemporary: Bool = true) -> [Action] {
+        fail(SMTPError(phase: .startTLS, kind: .tlsFailed(detail), isTemporary: isTemporary))
     }
 
     /// Ends the session for a security reason: QUIT is sent, but nothing else.

@@ -191,6 +191,45 @@ final class SenderFixture {
         #expect(try #require(message.nextAttempt) > Date())
     }
 
+    @Test func wakeStartsFlushBeforePoll() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(esmtp: .init())
+        let sender = fixture.sender()
+        let task = Task { await sender.run(pollInterval: .seconds(60)) }
+        try await Task.sleep(for: .milliseconds(200))
+        let id = try fixture.queue(port: server.port)
+        let woken = ContinuousClock.now
+        sender.wake()
+        for _ in 0..<50 where try fixture.message(id).folder != .sent {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        task.cancel()
+        await task.value
+
+        #expect(try fixture.message(id).folder == .sent)
+        #expect(ContinuousClock.now - woken < .seconds(5))
+    }
+
+    @Test func unusableTLSConfigurationFails() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(script: [.stall(.seconds(2)), .close])
+        let id = try fixture.queue(port: server.port)
+        let sender = OutboxSender(store: fixture.store) { account in
+            var configuration = SMTPClientConfiguration(host: "127.0.0.1", port: UInt16(account)!)
+            configuration.tlsMode = .implicit
+            configuration.tls = TLSConfiguration(trust: .pinnedSHA256Fingerprint(""))
+            configuration.timeouts = .init(all: .seconds(5))
+            return configuration
+        }
+
+        _ = try await sender.flush()
+
+        // Trying again cannot help, so the message fails at once instead of waiting five days.
+        let message = try fixture.message(id)
+        #expect(message.folder == .failed)
+        #expect(message.lastError?.contains("fingerprint") == true)
+    }
+
     @Test func expiredMessageFails() async throws {
         let fixture = try SenderFixture()
         let id = try fixture.queue(port: try ScriptedServer.closedPort())

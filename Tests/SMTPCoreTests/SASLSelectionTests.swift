@@ -71,7 +71,8 @@ struct SASLSelectionTests {
 
     @Test func nothingOffered() {
         let error = #expect(throws: SASLError.self) { try selectSASLMechanism(offered: [], credentials: password) }
-        #expect(error?.message.contains("the server offers no mechanisms") == true)
+        #expect(error?.message.contains("the server offers no AUTH mechanism on this connection") == true)
+        #expect(error?.message.contains("STARTTLS") == true)
     }
 
     @Test func eachSelectionIsNewInstance() throws {

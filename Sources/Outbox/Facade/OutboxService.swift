@@ -90,7 +90,7 @@ public final class OutboxService: Sendable {
     /// returns its id in the store. When this returns, the message is on disk.
     ///
     /// The message is written to the store in chunks, so a large attachment is never held whole in
-    /// memory. It goes out at the next flush of `run()` or `flush()`.
+    /// memory. A running `run()` sends it at once; without one, it goes out at the next `flush()`.
     ///
     /// - Throws: `MailError` with kind `invalidEnvelope` for an unknown account or an unusable
     ///   address, `invalidMessage` when an attachment cannot be read, and `transportFailed` when
@@ -118,6 +118,8 @@ public final class OutboxService: Sendable {
             let stored = try store.add(entry) { writer in
                 try message.write { chunk in try writer.write(chunk) }
             }
+            // A running `run()` sends it now rather than at its next poll.
+            sender.wake()
             return stored.id
         } catch let error as MessageBuildError {
             throw MailError(kind: .invalidMessage, detail: "\(error)", isRetryable: false)

@@ -101,6 +101,13 @@ public func selectSASLMechanism(
     }
 
     guard let name = usable.first(where: { offeredNames.contains($0.rawValue) }) else {
+        if offeredNames.isEmpty {
+            throw SASLError(
+                mechanism: "SASL",
+                message: "the server offers no AUTH mechanism on this connection. Servers often offer AUTH "
+                    + "only after STARTTLS: use STARTTLS or implicit TLS, which is off by default for a "
+                    + "server on a loopback address")
+        }
         throw SASLError(
             mechanism: "SASL",
             message: "the server offers \(offeredText), and none of them can use a \(credentials), which works "
