@@ -238,7 +238,7 @@ struct PreparedMessage {
             do {
                 return try envelopeAddress(MailAddress(parsing: given))
             } catch let error as AddressParseError {
-                throw UsageError("The sender address \"\(given)\" is invalid: \(error)", command: "send")
+                throw UsageError("The sender address \"\(UsageError.printable(given))\" is invalid: \(error)", command: "send")
             }
         }
         for name in ["Sender", "From"] {
@@ -277,7 +277,7 @@ struct PreparedMessage {
             do {
                 list = try AddressList(parsing: argument)
             } catch {
-                throw UsageError("The recipient \"\(argument)\" is invalid: \(error)", command: "send")
+                throw UsageError("The recipient \"\(UsageError.printable(argument))\" is invalid: \(error)", command: "send")
             }
             for address in list.addresses {
                 try add(address)

@@ -23,9 +23,18 @@ struct ConfigError: Error, CustomStringConvertible {
     let line: Int?
     let message: String
 
+    /// The error as `FILE:LINE: MESSAGE`. Control characters of the file name and the message, which
+    /// may echo a value from the file, are written as Swift escapes such as `\r`, so that the output is
+    /// one line.
     var description: String {
-        if file.isEmpty { return message }
-        return line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)"
+        let text = line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)"
+        return Self.printable(file.isEmpty ? message : text)
+    }
+
+    private static func printable(_ text: String) -> String {
+        text.unicodeScalars
+            .map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? $0.escaped(asASCII: true) : String($0) }
+            .joined()
     }
 }
 
