@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets in this folder and runs each for a given number of executions.
 #
 # Usage: Fuzz/run.sh TARGET|all EXECUTIONS
-#   TARGET: reply-parser, capabilities, data-encoder, address or header-section.
+#   TARGET: reply-parser, capabilities, data-encoder, address, header-section, mime,
+#   header-encoders or config-file.
 # Environment: FUZZ_BUILD_DIR sets the build and working directory (default: $TMPDIR/outbox-fuzz),
 # SWIFTC sets the compiler (default: swiftc from PATH, else /opt/swift/usr/bin/swiftc).
 # Exits 1 when a target finds a failing input, and prints the path of that input.
@@ -12,7 +13,7 @@ fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 repo_dir="$(dirname "$fuzz_dir")"
 build_dir="${FUZZ_BUILD_DIR:-${TMPDIR:-/tmp}/outbox-fuzz}"
 swiftc="${SWIFTC:-$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)}"
-all_targets=(reply-parser capabilities data-encoder address header-section)
+all_targets=(reply-parser capabilities data-encoder address header-section mime header-encoders config-file)
 
 usage() {
     echo "usage: $0 TARGET|all EXECUTIONS" >&2
@@ -39,6 +40,9 @@ target_settings() {
         data-encoder) echo "DataEncoderFuzz.swift SMTPCore 4096" ;;
         address) echo "AddressFuzz.swift MailMessage 512" ;;
         header-section) echo "HeaderSectionFuzz.swift MailMessage 2048" ;;
+        mime) echo "MIMEFuzz.swift MailMessage 4096" ;;
+        header-encoders) echo "HeaderEncoderFuzz.swift MailMessage 1200" ;;
+        config-file) echo "ConfigFileFuzz.swift ConfigFile 2048" ;;
         *) echo "unknown target: $1" >&2; usage ;;
     esac
 }
@@ -48,9 +52,25 @@ build_target() {
     local binary="$build_dir/bin/$target"
     mkdir -p "$build_dir/bin"
     local -a module_sources
-    mapfile -t module_sources < <(find "$repo_dir/Sources/$module" -name '*.swift' | sort)
+    local -a watched_sources
+    if [[ "$module" == ConfigFile ]]; then
+        # The configuration parser is three files of OutboxCLI, which as a whole needs every other
+        # module. They are compiled with SMTPCore, whose types ConfigKeys uses, as one module, so their
+        # `import SMTPCore` line is removed from copies of them.
+        watched_sources=("$repo_dir/Sources/OutboxCLI/Configuration/ConfigFile.swift" "$repo_dir/Sources/OutboxCLI/Configuration/ConfigKeys.swift" "$repo_dir/Sources/OutboxCLI/DSNOptions.swift")
+        mkdir -p "$build_dir/config-sources"
+        for file in "${watched_sources[@]}"; do
+            grep -v '^import SMTPCore$' "$file" >"$build_dir/config-sources/$(basename "$file")"
+        done
+        mapfile -t module_sources < <(find "$repo_dir/Sources/SMTPCore" "$build_dir/config-sources" -name '*.swift' | sort)
+        # The copies are written on every run, so the originals decide whether to rebuild.
+        mapfile -t -O "${#watched_sources[@]}" watched_sources < <(find "$repo_dir/Sources/SMTPCore" -name '*.swift' | sort)
+    else
+        mapfile -t module_sources < <(find "$repo_dir/Sources/$module" -name '*.swift' | sort)
+        watched_sources=("${module_sources[@]}")
+    fi
     local -a flags=(-sanitize=fuzzer,address -parse-as-library -O -g -module-name "Fuzz${module}")
-    if [[ "$module" == SMTPCore ]]; then
+    if [[ "$module" == SMTPCore || "$module" == ConfigFile ]]; then
         # SMTPCore imports COpenSSL. The compiler finds its module.modulemap in the -I directory.
         flags+=(-I "$repo_dir/Sources/COpenSSL" -lssl -lcrypto)
     elif [[ "$module" == MailMessage ]]; then
@@ -58,7 +78,7 @@ build_target() {
         flags+=(-I "$repo_dir/Sources/CIDN2" -lidn2)
     fi
     # Skip the build when the binary is newer than the target, the module sources and this script.
-    if [[ -x "$binary" ]] && [[ -z "$(find "$fuzz_dir/$source" "$0" "${module_sources[@]}" -newer "$binary" | head -n 1)" ]]; then
+    if [[ -x "$binary" ]] && [[ -z "$(find "$fuzz_dir/$source" "$0" "${watched_sources[@]}" -newer "$binary" | head -n 1)" ]]; then
         return 0
     fi
     echo "== building $target" >&2
