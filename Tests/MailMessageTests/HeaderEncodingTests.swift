@@ -95,6 +95,17 @@ struct OutgoingHeaderFieldTests {
         #expect(throws: HeaderValueError.self) { try OutgoingHeaderField.text("Bad:Name", "value") }
     }
 
+    /// Found by the header-encoders fuzz target: the fold before the last word put the TAB on a line of
+    /// its own.
+    @Test func tabWordNotFoldedAlone() throws {
+        let text = String(repeating: "x", count: 80) + " \t"
+        let field = try OutgoingHeaderField.text("Subject", text)
+        checkLineLengths(field)
+        let parsed = try parseSingleField(field)
+        let decoded = EncodedWord.decode(String(decoding: parsed.unfoldedValue, as: UTF8.self))
+        #expect(decoded == text)
+    }
+
     @Test func textRoundTripsThroughParser() throws {
         for text in hostileTexts + ["plain ascii subject", "  leading and trailing  ", "tab\tinside"] {
             let field = try OutgoingHeaderField.text("Subject", text)

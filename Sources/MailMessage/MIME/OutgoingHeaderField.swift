@@ -110,7 +110,9 @@ public struct OutgoingHeaderField: Sendable, Hashable {
     /// Creates a field with unstructured text, such as Subject or a custom field.
     ///
     /// The text is written as it is when it is printable ASCII, contains no `=?` and has no word too long
-    /// for a line. Otherwise the whole text becomes UTF-8 encoded words, so it round-trips exactly.
+    /// for a line and no word of only TABs. Otherwise the whole text becomes UTF-8 encoded words, so it
+    /// round-trips exactly. A word of only TABs could start a folded line and leave a line of only white
+    /// space, which RFC 5322 allows only in its obsolete syntax (section 4.2).
     ///
     /// - Throws: `HeaderValueError` when `name` is invalid or `text` contains CR, LF or NUL.
     public static func text(_ name: String, _ text: String) throws(HeaderValueError) -> Self {
@@ -120,6 +122,7 @@ public struct OutgoingHeaderField: Sendable, Hashable {
         let isPlain = text.utf8.allSatisfy { ($0 >= 0x20 && $0 < 0x7F) || $0 == 9 }
             && !text.contains("=?")
             && longestWord <= maximumLineLength - name.utf8.count - 2
+            && !words.contains { !$0.isEmpty && $0.utf8.allSatisfy { $0 == 9 } }
         if isPlain {
             return fold(name: name, tokens: words)
         }
