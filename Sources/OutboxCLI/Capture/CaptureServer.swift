@@ -61,6 +61,8 @@ final class CaptureServer: Sendable {
         var drainDeadline: ContinuousClock.Instant?
         var isStopping = false
         var isFinished = false
+        /// Set when `finishIfDone()` starts finishing, before its last log line, so that it runs once.
+        var isFinishing = false
         var openConnections = 0
         var nextConnectionID = 1
         /// Messages saved or being saved, so that concurrent sessions cannot exceed `maxMessages`.
@@ -156,7 +158,7 @@ final class CaptureServer: Sendable {
     /// once; `waitUntilFinished()` returns when every connection is closed.
     func stop() {
         state.withLock { state in
-            guard !state.isStopping, !state.isFinished else { return }
+            guard !state.isStopping, !state.isFinishing else { return }
             state.isStopping = true
             stopAcceptingSignal.raise()
         }
@@ -286,25 +288,30 @@ final class CaptureServer: Sendable {
     /// Closes the signal pipe and wakes `waitUntilFinished()` once the accept thread and every connection
     /// thread have ended.
     private func finishIfDone() {
-        let finished = state.withLock { state -> (waiters: [CheckedContinuation<Void, Never>], rejected: Int)? in
-            guard !state.isAccepting, state.openConnections == 0, !state.isFinished else {
+        let rejected = state.withLock { state -> Int? in
+            guard !state.isAccepting, state.openConnections == 0, !state.isFinishing else {
                 return nil
             }
-            state.isFinished = true
+            state.isFinishing = true
             // Closed under the lock, so that `stop()` never writes to a closed or reused descriptor.
             stopAcceptingSignal.close()
-            defer { state.finishWaiters = [] }
-            return (state.finishWaiters, state.rejectedConnections)
+            return state.rejectedConnections
         }
-        guard let finished else {
+        guard let rejected else {
             return
         }
-        if finished.rejected > 0 {
+        if rejected > 0 {
             log(
-                "outbox capture: rejected \(finished.rejected) connection(s) over the limit of "
+                "outbox capture: rejected \(rejected) connection(s) over the limit of "
                     + "\(configuration.maxConnections)")
         }
-        for waiter in finished.waiters {
+        // Finished only after the last log line, so that `waitUntilFinished()` returns after it.
+        let waiters = state.withLock { state in
+            state.isFinished = true
+            defer { state.finishWaiters = [] }
+            return state.finishWaiters
+        }
+        for waiter in waiters {
             waiter.resume()
         }
     }
@@ -534,7 +541,7 @@ final class CaptureServer: Sendable {
     private func startDraining() {
         let drainDeadline = ContinuousClock.now + configuration.drainTimeout
         let isStarted = state.withLock { state in
-            guard state.drainDeadline == nil, !state.isFinished else {
+            guard state.drainDeadline == nil, !state.isFinishing else {
                 return false
             }
             state.drainDeadline = drainDeadline
