@@ -11,7 +11,7 @@ public struct DeliveryUpdate: Sendable {
     public var folder: Folder
     /// When to try again, for a message that stays in the Outbox.
     public var nextAttempt: Date?
-    /// Why the attempt failed, or nil after a success.
+    /// The reason the attempt failed, or nil after a success.
     public var lastError: String?
     /// Whether the connection ended after the message was sent and before the server's reply to it.
     public var outcomeUnknown: Bool
@@ -29,7 +29,7 @@ public struct DeliveryUpdate: Sendable {
 }
 
 extension MailStore {
-    /// The lease owner name for this process: host, process id and a random part.
+    /// Returns the lease owner name for this process: host, process id and a random part.
     public static func makeLeaseOwner() -> String {
         "\(ProcessInfo.processInfo.hostName):\(getpid()):\(UInt32.random(in: 0...UInt32.max))"
     }
@@ -248,7 +248,7 @@ extension MailStore {
         unlink(contentURL(id: id).path)
     }
 
-    /// The number and total size of the messages due in the Outbox, for one server or for all.
+    /// Returns the number and total size of the messages due in the Outbox, for one server or for all.
     public func dueSummary(route: String? = nil, now: Date = Date()) throws(StoreError) -> (count: Int, bytes: Int) {
         try withLock { () throws(StoreError) in
             var sql = """
@@ -265,7 +265,7 @@ extension MailStore {
         }
     }
 
-    /// The number of messages stored since `date` with these envelope options and a recipient with
+    /// Returns the number of messages stored since `date` with these envelope options and a recipient with
     /// this address, such as the failure notices sent to one sender.
     public func countMessages(to address: String, envelopeOptions: String, since date: Date) throws(StoreError) -> Int {
         try withLock { () throws(StoreError) in
@@ -279,7 +279,7 @@ extension MailStore {
         }
     }
 
-    /// The servers with messages due in the Outbox, and when the earliest message not yet due is due.
+    /// Returns the servers with messages due in the Outbox, and when the earliest message not yet due is due.
     public func dueRoutes(now: Date = Date()) throws(StoreError) -> (due: [String], nextDue: Date?) {
         try withLock { () throws(StoreError) in
             let due = try index.query(

@@ -9,7 +9,7 @@ import Glibc
 /// (`index.sqlite`, in WAL mode) contains its folder, envelope and delivery state. A message is stored
 /// in three steps: the index records it as incoming, its content is written to a temporary file,
 /// flushed to disk and renamed into place, and then the index moves it to its folder. Only after the
-/// last step does `add` return, so a message the caller was told is stored survives a crash or a
+/// last step does `add` return, so a message that `add` reported stored survives a crash or a
 /// power failure. Opening the store finishes what a crashed writer left: a message whose content
 /// reached its file but whose writer died before moving it is kept in Drafts with a note, never
 /// dropped, and never sent without the user's say.
@@ -31,7 +31,7 @@ public final class MailStore: @unchecked Sendable {
     /// The schema version kept in SQLite's `user_version`.
     private static let schemaVersion = 1
 
-    /// The default location: `$XDG_DATA_HOME/outbox`, or `~/.local/share/outbox`.
+    /// Returns the default location: `$XDG_DATA_HOME/outbox`, or `~/.local/share/outbox`.
     public static func defaultURL(environment: [String: String] = ProcessInfo.processInfo.environment) -> URL {
         if let data = environment["XDG_DATA_HOME"], data.hasPrefix("/") {
             return URL(fileURLWithPath: data).appendingPathComponent("outbox")
@@ -280,19 +280,19 @@ public final class MailStore: @unchecked Sendable {
 
     // MARK: - Reading
 
-    /// The content file of a message.
+    /// Returns the path of a message's content file.
     public func contentURL(id: String) -> URL {
         messagesDirectory.appendingPathComponent("\(id).eml")
     }
 
-    /// The message with this id, or nil.
+    /// Returns the message with this id, or nil.
     public func message(id: String) throws(StoreError) -> StoredMessage? {
         try withLock { () throws(StoreError) in
             try loadMessages(where: "id = ?", [.text(id)]).first
         }
     }
 
-    /// The messages in a folder, or in every folder, oldest first. Messages still being stored are
+    /// Returns the messages in a folder, or in every folder, oldest first. Messages still being stored are
     /// not listed.
     public func messages(in folder: Folder? = nil) throws(StoreError) -> [StoredMessage] {
         try withLock { () throws(StoreError) in
@@ -303,7 +303,7 @@ public final class MailStore: @unchecked Sendable {
         }
     }
 
-    /// The number of messages in each folder.
+    /// Returns the number of messages in each folder.
     public func counts() throws(StoreError) -> [Folder: Int] {
         try withLock { () throws(StoreError) in
             var counts: [Folder: Int] = [:]
@@ -378,7 +378,7 @@ public final class MailStore: @unchecked Sendable {
     /// The database, for the extensions in other files; use it only inside `withLock`.
     var index: SQLiteDatabase { database }
 
-    /// A new message id: the time in microseconds as 13 hex digits, then 7 random hex digits, so
+    /// Returns a new message id: the time in microseconds as 13 hex digits, then 7 random hex digits, so
     /// that ids sort in the order messages were stored.
     static func makeID() -> String {
         let microseconds = UInt64(Date().timeIntervalSince1970 * 1_000_000)
@@ -388,7 +388,7 @@ public final class MailStore: @unchecked Sendable {
             + String(repeating: "0", count: 7 - random.count) + random
     }
 
-    /// Whether a process with this id exists. A process of another user counts as alive.
+    /// Returns whether a process with this id exists. A process of another user counts as alive.
     static func isAlive(pid: Int) -> Bool {
         guard pid > 0 else { return false }
         return kill(pid_t(pid), 0) == 0 || errno != ESRCH
@@ -439,7 +439,7 @@ public final class MailStore: @unchecked Sendable {
 }
 
 extension StoreError {
-    /// The error for a failed system call on `path`.
+    /// Returns the error for a failed system call on `path`.
     static func fileError(path: String, errno code: Int32) -> StoreError {
         if code == ENOSPC || code == EDQUOT {
             return .diskFull(path: path)

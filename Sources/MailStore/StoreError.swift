@@ -12,7 +12,7 @@ public enum StoreError: Error, Sendable, Equatable, CustomStringConvertible {
     case unsafePermissions(path: String, message: String)
     /// No message has this identifier.
     case noSuchMessage(String)
-    /// The message is not in a state that allows the operation; the text says why and what to do.
+    /// The message is not in a state that allows the operation; the text gives the reason and what to do.
     case invalidState(id: String, message: String)
 
     public var description: String {

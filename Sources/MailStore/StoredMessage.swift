@@ -15,7 +15,7 @@ public enum Folder: String, Sendable, CaseIterable, CustomStringConvertible {
     public var description: String { rawValue }
 }
 
-/// Where one recipient's delivery stands.
+/// The state of one recipient's delivery.
 public enum RecipientState: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Not tried yet.
     case pending
@@ -23,7 +23,7 @@ public enum RecipientState: String, Sendable, CaseIterable, CustomStringConverti
     case delivered
     /// The last attempt failed temporarily; the recipient will be tried again.
     case deferred
-    /// The server refused this recipient for good, or the message expired.
+    /// The server rejected this recipient for good, or the message expired.
     case failed
 
     public var description: String { rawValue }
@@ -69,7 +69,7 @@ public struct StoredRecipient: Sendable, Hashable {
     }
 }
 
-/// What the caller gives the store for a new message.
+/// The envelope and settings of a new message, as the caller gives them to the store.
 public struct NewMessage: Sendable {
     /// The envelope sender; empty for the null sender.
     public var sender: String
@@ -128,7 +128,7 @@ public struct StoredMessage: Sendable, Hashable, Identifiable {
     public var attempts: Int
     /// The time of the next attempt, for a message in the Outbox.
     public var nextAttempt: Date?
-    /// Why the last attempt failed, or why the message is in Failed or Drafts.
+    /// The reason the last attempt failed, or the reason the message is in Failed or Drafts.
     public var lastError: String?
     /// How many times a connection ended after the message was sent and before the server's reply to
     /// it arrived, so that the message may have been delivered already.

@@ -8,7 +8,7 @@ struct DeliveryOutcome {
     let policy: RetryPolicy
     let now: Date
 
-    /// The update for `message` after an attempt that sent to the recipients at `attempted`, the
+    /// Returns the update for `message` after an attempt that sent to the recipients at `attempted`, the
     /// positions in `message.recipients`, in the order they were given to the server.
     func update(
         for message: StoredMessage, attempted: [Int], result: Result<TransactionResult, SMTPError>
@@ -32,7 +32,7 @@ struct DeliveryOutcome {
             }
             let refused = attempted.filter { recipients[$0].state != .delivered }
             if !refused.isEmpty {
-                lastError = "The server refused \(refused.count) of \(attempted.count) recipients."
+                lastError = "The server rejected \(refused.count) of \(attempted.count) recipients."
             }
         case .failure(let error):
             lastError = error.description
@@ -92,7 +92,7 @@ struct DeliveryOutcome {
         return "\(whole) second\(whole == 1 ? "" : "s")"
     }
 
-    /// Whether the message may have been delivered although no reply confirmed it: the connection
+    /// Returns whether the message may have been delivered although no reply confirmed it: the connection
     /// ended, timed out or was cancelled after the final "." and before the reply to it.
     static func isOutcomeUnknown(_ error: SMTPError) -> Bool {
         guard error.phase == .endOfData else { return false }
@@ -102,7 +102,7 @@ struct DeliveryOutcome {
         }
     }
 
-    /// The reply to the RCPT of the recipient at `offset`, matched by position and checked by address.
+    /// Returns the reply to the RCPT of the recipient at `offset`, matched by position and checked by address.
     private static func reply(for address: String, at offset: Int, in results: [RecipientResult]) -> SMTPReply? {
         if offset < results.count, results[offset].address == address {
             return results[offset].reply

@@ -225,7 +225,7 @@ public final class OutboxSender: Sendable {
                 } catch {
                     // The account cannot be used now, as when its password command failed. That is
                     // recorded as a temporary failure of each message, so that the messages wait out
-                    // a backoff and `outbox queue show` tells why.
+                    // a backoff and `outbox queue show` prints the reason.
                     state.markDown()
                     tracker.noteError("\(Self.server(route)): \(error)")
                     let failure = SMTPError(

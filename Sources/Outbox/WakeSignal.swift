@@ -37,7 +37,7 @@ final class WakeSignal: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 // The cancellation handler takes the same lock, so it either runs before this check,
-                // which then sees the task cancelled, or after the waiter is stored, and resumes it.
+                // which then finds the task cancelled, or after the waiter is stored, and resumes it.
                 let resumeNow = state.withLock { state in
                     if state.pending || Task.isCancelled {
                         state.pending = false

@@ -44,7 +44,7 @@ public enum OutboxCommand {
         let status: Int32
         switch name {
         case "sendmail":
-            // The exit status of a send tells what happened to the mail, so a failed write of
+            // The exit status of a send reports what happened to the mail, so a failed write of
             // informational output does not change it.
             return await SendmailCommand.run(arguments, console: console)
         case "mailq":

@@ -199,7 +199,7 @@ struct PreparedMessage {
         }
     }
 
-    /// The first field with this name, unfolded and trimmed, as text for display.
+    /// Returns the first field with this name, unfolded and trimmed, as text for display.
     private static func text(of name: String, in header: HeaderSection) -> String? {
         header.fields(named: name).first.map {
             String(decoding: $0.unfoldedValue, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

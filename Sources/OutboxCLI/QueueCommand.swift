@@ -260,7 +260,7 @@ enum QueueCommand {
         text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
     }
 
-    /// A date in the local time zone, to the second, as 2026-12-04 19:30:05.
+    /// Returns a date in the local time zone, to the second, as 2026-12-04 19:30:05.
     static func format(_ date: Date) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")

@@ -191,7 +191,7 @@ enum SendCommand {
         var policy = PreparedMessage.HeaderPolicy()
         policy.fullName = options.value("-F")
         // Unlike msmtp, whose default is auto, a message is sent as it is unless -F or the file
-        // asks for a From field, so that the bytes that arrive are the bytes that were given.
+        // requests a From field, so that the bytes that arrive are the bytes that were given.
         policy.fromHeader = policy.fullName == nil ? .off : .auto
         if let value = account.value("set_from_header") {
             policy.fromHeader = PreparedMessage.HeaderPolicy.FromHeader(rawValue: value) ?? .auto

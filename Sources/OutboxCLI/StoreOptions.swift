@@ -48,7 +48,7 @@ enum StoreOptions {
         }
     }
 
-    /// The retry policy, from the defaults and the options.
+    /// Returns the retry policy, from the defaults and the options.
     static func retryPolicy(_ options: ArgumentParser.Result, command: String) throws -> RetryPolicy {
         var policy = RetryPolicy()
         if let value = try ConnectionOptions.seconds(options, "--retry-delay", command: command) {
@@ -63,7 +63,7 @@ enum StoreOptions {
         return policy
     }
 
-    /// The failure notice settings, or nil without --bounce-from.
+    /// Returns the failure notice settings, or nil without --bounce-from.
     static func failureNotices(_ options: ArgumentParser.Result, command: String) throws -> FailureNotices? {
         guard let text = options.value("--bounce-from") else { return nil }
         do {
@@ -167,7 +167,7 @@ enum StoreOptions {
 }
 
 extension ExitCode {
-    /// The status for a store failure.
+    /// Creates the status for a store failure.
     init(_ error: StoreError) {
         switch error {
         case .diskFull, .file: self = .ioError

@@ -4,7 +4,7 @@ import Testing
 
 /// A reader that exits early, as `outbox queue list | head -1` does, must not crash `outbox`.
 /// Commands whose output is their product exit with EX_IOERR (74); `outbox send` keeps the status
-/// that says what happened to the mail.
+/// that reports what happened to the mail.
 @Suite struct ClosedOutputTests {
     /// Runs `outbox` with its standard output and standard error on pipes whose read ends are
     /// already closed, and returns how it ended.

@@ -33,7 +33,7 @@ final class SenderFixture {
         ).id
     }
 
-    /// A sender whose accounts are the port numbers of loopback servers.
+    /// Returns a sender whose accounts are the port numbers of loopback servers.
     func sender(
         connections: Int = 1, policy: RetryPolicy = RetryPolicy(), timeout: Duration = .seconds(5)
     ) -> OutboxSender {

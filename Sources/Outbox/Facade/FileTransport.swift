@@ -5,7 +5,7 @@ import SMTPClient
 /// for development and for handing messages to another program.
 ///
 /// Each file is created with mode 0600, written, flushed to disk and renamed into place, so a
-/// reader of the directory never finds a partial message. The file holds the message exactly as
+/// reader of the directory never finds a partial message. The file contains the message exactly as
 /// it would be sent, with CR LF line ends. The envelope is not written, and Bcc recipients appear
 /// only in the envelope.
 public struct FileTransport: MailTransport {
