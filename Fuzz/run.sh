@@ -5,7 +5,8 @@
 #   TARGET: reply-parser, capabilities, data-encoder, address, header-section, mime,
 #   header-encoders or config-file.
 # Environment: FUZZ_BUILD_DIR sets the build and working directory (default: $TMPDIR/outbox-fuzz),
-# SWIFTC sets the compiler (default: swiftc from PATH, else /opt/swift/usr/bin/swiftc).
+# SWIFTC sets the compiler (default: swiftc from PATH, else /opt/swift/usr/bin/swiftc),
+# FUZZ_SANITIZE sets the sanitizers (default: fuzzer,address; fuzzer alone runs about 7 times faster).
 # Exits 1 when a target finds a failing input, and prints the path of that input.
 set -euo pipefail
 
@@ -13,6 +14,11 @@ fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
 repo_dir="$(dirname "$fuzz_dir")"
 build_dir="${FUZZ_BUILD_DIR:-${TMPDIR:-/tmp}/outbox-fuzz}"
 swiftc="${SWIFTC:-$(command -v swiftc || echo /opt/swift/usr/bin/swiftc)}"
+sanitize="${FUZZ_SANITIZE:-fuzzer,address}"
+case "$sanitize" in
+    fuzzer | fuzzer,address) ;;
+    *) echo "FUZZ_SANITIZE must be fuzzer or fuzzer,address, not '$sanitize'" >&2; exit 2 ;;
+esac
 all_targets=(reply-parser capabilities data-encoder address header-section mime header-encoders config-file)
 
 usage() {
@@ -50,6 +56,8 @@ target_settings() {
 build_target() {
     local target="$1" source="$2" module="$3"
     local binary="$build_dir/bin/$target"
+    # The sanitizers used for the binary, so a change of FUZZ_SANITIZE rebuilds it.
+    local stamp="$binary.sanitize"
     mkdir -p "$build_dir/bin"
     local -a module_sources
     local -a watched_sources
@@ -69,7 +77,7 @@ build_target() {
         mapfile -t module_sources < <(find "$repo_dir/Sources/$module" -name '*.swift' | sort)
         watched_sources=("${module_sources[@]}")
     fi
-    local -a flags=(-sanitize=fuzzer,address -parse-as-library -O -g -module-name "Fuzz${module}")
+    local -a flags=("-sanitize=$sanitize" -parse-as-library -O -g -module-name "Fuzz${module}")
     if [[ "$module" == SMTPCore || "$module" == ConfigFile ]]; then
         # SMTPCore imports COpenSSL. The compiler finds its module.modulemap in the -I directory.
         flags+=(-I "$repo_dir/Sources/COpenSSL" -lssl -lcrypto)
@@ -78,7 +86,7 @@ build_target() {
         flags+=(-I "$repo_dir/Sources/CIDN2" -lidn2)
     fi
     # Skip the build when the binary is newer than the target, the module sources and this script.
-    if [[ -x "$binary" ]] && [[ -z "$(find "$fuzz_dir/$source" "$0" "${watched_sources[@]}" -newer "$binary" | head -n 1)" ]]; then
+    if [[ -x "$binary" ]] && [[ "$(cat "$stamp" 2>/dev/null)" == "$sanitize" ]] && [[ -z "$(find "$fuzz_dir/$source" "$0" "${watched_sources[@]}" -newer "$binary" | head -n 1)" ]]; then
         return 0
     fi
     echo "== building $target" >&2
@@ -93,6 +101,7 @@ build_target() {
         echo "build of $target failed (log: $build_log)" >&2
         exit 2
     fi
+    echo "$sanitize" >"$stamp"
 }
 
 run_target() {
@@ -122,7 +131,7 @@ run_target() {
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last_status")
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last_status")
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
-    echo "$target: executions=${executions_done:-?} seconds=$((end - start)) exec/s=${rate:-?} cov=${cov:-?} ft=${ft:-?}"
+    echo "$target: sanitize=$sanitize executions=${executions_done:-?} seconds=$((end - start)) exec/s=${rate:-?} cov=${cov:-?} ft=${ft:-?}"
 
     # libFuzzer exits with 72 when interrupted (SIGINT), after printing its final statistics.
     if [[ $status -eq 72 ]]; then
