@@ -130,8 +130,8 @@ public struct StoredMessage: Sendable, Hashable, Identifiable {
     public var nextAttempt: Date?
     /// The reason the last attempt failed, or the reason the message is in Failed or Drafts.
     public var lastError: String?
-    /// How many times a connection ended after the message was sent and before the server's reply to
-    /// it arrived, so that the message may have been delivered already.
+    /// How many times the server gave no valid reply to the message after it was sent (the connection
+    /// ended, timed out, or carried a malformed reply), so that it may have been delivered already.
     public var unknownOutcomes: Int
     /// The process holding the message for sending, while a lease is in force.
     public var leaseOwner: String?

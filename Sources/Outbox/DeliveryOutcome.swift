@@ -48,7 +48,7 @@ struct DeliveryOutcome {
                 recipients[position].state = error.isTemporary ? .deferred : .failed
                 recipients[position].reply = error.reply.map(StoredReply.init)
                 recipients[position].error = outcomeUnknown
-                    ? "The connection ended before the server confirmed the message, so it may have been delivered: \(error)"
+                    ? "The server did not confirm the message after it was sent, so it may have been delivered: \(error)"
                     : error.description
             }
         }
@@ -92,12 +92,13 @@ struct DeliveryOutcome {
         return "\(whole) second\(whole == 1 ? "" : "s")"
     }
 
-    /// Returns whether the message may have been delivered although no reply confirmed it: the connection
-    /// ended, timed out or was cancelled after the final "." and before the reply to it.
+    /// Returns whether the message may have been delivered although no reply confirmed it: after the final
+    /// "." the connection ended, timed out or was cancelled, or the server sent something that is not a
+    /// valid reply. A garbled line says nothing about whether the server took the message.
     static func isOutcomeUnknown(_ error: SMTPError) -> Bool {
         guard error.phase == .endOfData else { return false }
         switch error.kind {
-        case .connectionClosed, .timedOut, .cancelled: return true
+        case .connectionClosed, .timedOut, .cancelled, .protocolViolation: return true
         default: return false
         }
     }

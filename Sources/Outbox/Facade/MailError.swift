@@ -45,9 +45,9 @@ public struct MailError: Error, Sendable, CustomStringConvertible {
     /// Whether trying the same message again later may succeed: true for 4xx replies, lost
     /// connections, timeouts and cancellation, false for 5xx replies and invalid messages.
     public let isRetryable: Bool
-    /// Whether the message may have been delivered although this error was thrown, because the
-    /// connection ended after the message data and before the server's reply. Sending it again can
-    /// deliver a second copy.
+    /// Whether the message may have been delivered although this error was thrown, because after the
+    /// message data the connection ended, or timed out, or the server sent no valid reply. Sending it
+    /// again can deliver a second copy.
     public let isOutcomeUnknown: Bool
     /// A sentence that explains the failure, without the server's reply.
     public let detail: String
