@@ -46,7 +46,10 @@ let package = Package(
             name: "outbox-benchmark", dependencies: ["SMTPCore", "SMTPClient", "MailStore"], path: "Benchmarks/Sources"),
 
         // Real and scripted SMTP servers for the tests: Postfix, smtp-sink, and a server that follows a script.
-        .target(name: "OutboxTestSupport", path: "Tests/Support", exclude: ["postfix-instance", "aiosmtpd-server.py"]),
+        // Also the phases, faults and scripts of the fault matrices, and descriptor leak checks.
+        .target(
+            name: "OutboxTestSupport", dependencies: ["SMTPCore", "SMTPClient"], path: "Tests/Support",
+            exclude: ["postfix-instance", "aiosmtpd-server.py"]),
 
         .testTarget(name: "SMTPCoreTests", dependencies: ["SMTPCore"]),
         .testTarget(name: "MailMessageTests", dependencies: ["MailMessage"]),

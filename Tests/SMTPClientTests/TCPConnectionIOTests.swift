@@ -1,5 +1,6 @@
 import Dispatch
 import Glibc
+import OutboxTestSupport
 import Synchronization
 import Testing
 @testable import SMTPClient

@@ -211,29 +211,6 @@ final class UnresponsiveListener {
     }
 }
 
-/// The open descriptors of this process, read from /proc/self/fd.
-enum OpenDescriptors {
-    static var count: Int {
-        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
-    }
-
-    /// Returns the socket inode of `descriptor`, as in the `socket:[inode]` link of /proc/self/fd.
-    static func socketInode(of descriptor: Int32) -> UInt {
-        var status = stat()
-        fstat(descriptor, &status)
-        return UInt(status.st_ino)
-    }
-
-    /// Returns whether any open descriptor of the process refers to the socket with `inode`.
-    static func containsSocket(inode: UInt) -> Bool {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return entries.contains { entry in
-            let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)")
-            return target == "socket:[\(inode)]"
-        }
-    }
-}
-
 /// Returns the time `body` takes to run, and what it throws.
 func measure<Result>(_ body: () throws -> Result) -> (elapsed: Duration, result: Swift.Result<Result, any Error>) {
     let start = ContinuousClock.now

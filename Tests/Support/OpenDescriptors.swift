@@ -1,0 +1,43 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The open descriptors of this process, read from /proc/self/fd.
+///
+/// NOTE: Linux only. Elsewhere `count` is 0 and `containsSocket(inode:)` is false.
+public enum OpenDescriptors {
+    public static var count: Int {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).count
+    }
+
+    /// Returns the socket inode of `descriptor`, as in the `socket:[inode]` link of /proc/self/fd.
+    public static func socketInode(of descriptor: Int32) -> UInt {
+        var status = stat()
+        fstat(descriptor, &status)
+        return UInt(status.st_ino)
+    }
+
+    /// Returns whether any open descriptor of the process refers to the socket with `inode`.
+    public static func containsSocket(inode: UInt) -> Bool {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return entries.contains { entry in
+            let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)")
+            return target == "socket:[\(inode)]"
+        }
+    }
+}
+
+/// Returns the inodes of this process's open TCP sockets whose remote end is 127.0.0.1:`port`, read from
+/// /proc/net/tcp. A closed socket is either gone from that table or listed with inode 0 (TIME_WAIT).
+public func openClientSockets(connectedTo port: UInt16) -> [UInt] {
+    guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return [] }
+    let remote = "0100007F:" + String(format: "%04X", port)
+    return table.split(separator: "\n").dropFirst().compactMap { row -> UInt? in
+        let fields = row.split(separator: " ")
+        guard fields.count > 9, fields[2] == remote, let inode = UInt(fields[9]), inode != 0 else { return nil }
+        return OpenDescriptors.containsSocket(inode: inode) ? inode : nil
+    }
+}
