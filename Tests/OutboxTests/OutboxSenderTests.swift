@@ -20,11 +20,13 @@ final class SenderFixture {
         try? FileManager.default.removeItem(at: folder)
     }
 
-    /// Queues a message for the server on `port` and returns its id.
+    /// Queues a message for the server on `port` and returns its id. `body` follows the marker line.
     @discardableResult
-    func queue(_ recipients: [String] = ["rcpt@example.org"], port: UInt16, marker: String = UUID().uuidString) throws -> String {
+    func queue(
+        _ recipients: [String] = ["rcpt@example.org"], port: UInt16, marker: String = UUID().uuidString, body: String = ""
+    ) throws -> String {
         let content = "From: sender@example.org\r\nTo: \(recipients.joined(separator: ", "))\r\n"
-            + "Message-ID: <\(marker)@example.org>\r\nSubject: test\r\n\r\nmarker \(marker)\r\n"
+            + "Message-ID: <\(marker)@example.org>\r\nSubject: test\r\n\r\nmarker \(marker)\r\n" + body
         return try store.add(
             NewMessage(
                 sender: "sender@example.org", recipients: recipients.map { StoredRecipient(address: $0) },

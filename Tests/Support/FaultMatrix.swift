@@ -2,7 +2,8 @@ import SMTPClient
 import SMTPCore
 
 // The phases, faults and scripts of the fault matrices: `FaultMatrixTests` and
-// `SecurityFaultMatrixTests` check the client's errors.
+// `SecurityFaultMatrixTests` check the client's errors, and `StoreFaultMatrixTests` checks what the
+// sender records in the store.
 
 /// A point of the session where the scripted server misbehaves.
 public enum FaultPhase: String, CaseIterable, Sendable, CustomStringConvertible {
