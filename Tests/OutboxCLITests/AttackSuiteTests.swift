@@ -316,12 +316,14 @@ struct BuilderInjectionTests {
     }
 }
 
-// MARK: - Envelope and AUTH inputs
+// MARK: - Envelope, EHLO and AUTH inputs
 
-/// An input that reaches the SMTP envelope or AUTH.
+/// An input that reaches the SMTP envelope, EHLO or AUTH.
 enum EnvelopeInput: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case senderOption = "send -f"
     case recipientArgument = "send recipient argument"
+    case heloOption = "send --helo"
+    case userOption = "send --user"
     case configFrom = "configuration from"
     case configUser = "configuration user"
     case configPassword = "configuration password"
@@ -332,8 +334,15 @@ enum EnvelopeInput: String, CaseIterable, Sendable, CustomTestStringConvertible 
     case libraryUser = "SASL user name"
     case libraryPassword = "SASL password"
     case libraryToken = "SASL OAuth token"
+    case libraryClientName = "SMTPClientConfiguration client name"
 
     var testDescription: String { rawValue }
+
+    /// Whether `outbox send` checks the value with its other options, so that a bad value ends the
+    /// command with a usage error before it connects.
+    var isCheckedBeforeConnecting: Bool {
+        self == .heloOption || self == .userOption
+    }
 }
 
 /// Returns the script of a server that offers AUTH, accepts any credentials and accepts one message.
@@ -358,8 +367,8 @@ private func authScript() -> [ScriptedServer.Step] {
     ]
 }
 
-/// CR, LF and NUL in the envelope and AUTH inputs of `outbox send`, of its configuration file and of the
-/// library.
+/// CR, LF and NUL in the envelope, EHLO and AUTH inputs of `outbox send`, of its configuration file and
+/// of the library.
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct EnvelopeInjectionTests {
     @Test("envelope input injection", arguments: EnvelopeInput.allCases, Injection.allCases)
@@ -372,13 +381,14 @@ struct EnvelopeInjectionTests {
         let status: Int32
         let errorText: String
         switch input {
-        case .senderOption, .recipientArgument, .configFrom, .configUser, .configPassword, .configDomain, .configHost:
+        case .senderOption, .recipientArgument, .heloOption, .userOption, .configFrom, .configUser, .configPassword,
+             .configDomain, .configHost:
             // A configuration file cannot carry LF inside a value, because each line is one command, so
             // the LF cases there split the value into a second line.
             let result = try await runSend(input: input, injected: injected, server: server)
             status = result.status
             errorText = result.error
-        case .librarySender, .libraryRecipient, .libraryUser, .libraryPassword, .libraryToken:
+        case .librarySender, .libraryRecipient, .libraryUser, .libraryPassword, .libraryToken, .libraryClientName:
             (status, errorText) = await runLibrary(input: input, injected: injected, server: server)
         }
         server.stop()
@@ -394,6 +404,16 @@ struct EnvelopeInjectionTests {
             #expect(server.connections.allSatisfy { !$0.lines.contains { $0.hasPrefix("MAIL") } }, "\(attack): MAIL was sent")
             report(attack, .rejected, errorText)
         }
+        if input.isCheckedBeforeConnecting {
+            #expect(status == ExitCode.usage.rawValue, "\(attack): exit status \(status): \(errorText)")
+            #expect(errorText.contains(input == .heloOption ? "--helo" : "user name"), "\(attack): \(errorText)")
+            #expect(server.connections.isEmpty, "\(attack): \(server.connections.count) connections")
+        }
+        if input == .libraryClientName {
+            // The client connects and reads the greeting before it encodes EHLO with the name.
+            let greetings = server.connections.flatMap(\.lines).filter { $0.hasPrefix("EHLO") || $0.hasPrefix("HELO") }
+            #expect(greetings.isEmpty, "\(attack): the server received \(greetings)")
+        }
     }
 
     private func runSend(input: EnvelopeInput, injected: String, server: ScriptedServer) async throws -> CommandOutput {
@@ -406,9 +426,13 @@ struct EnvelopeInjectionTests {
         ]
         var arguments = ["send", "-C", directory.appendingPathComponent("config").path, "-a", "attack"]
         var recipient = "b@example.test"
+        // The arguments reach `OutboxCommand.run` in process, so a NUL in them gets to the option parser.
+        // A real command line cannot carry a NUL, because exec passes each argument as a C string.
         switch input {
         case .senderOption: arguments += ["-f", "a@example.test" + injected]
         case .recipientArgument: recipient += injected
+        case .heloOption: arguments += ["--helo", "client.example.test" + injected]
+        case .userOption: arguments += ["--user", "alice" + injected]
         case .configFrom: settings["from"]! += injected
         case .configUser: settings["user"]! += injected
         case .configPassword: settings["password"]! += injected
@@ -431,6 +455,7 @@ struct EnvelopeInjectionTests {
         var recipient = "b@example.test"
         var credentials = SASLCredentials.password(username: "alice", password: Secret("hunter2"))
         var mechanism = "PLAIN"
+        var clientName = "client.example.test"
         switch input {
         case .librarySender: sender += injected
         case .libraryRecipient: recipient += injected
@@ -439,10 +464,11 @@ struct EnvelopeInjectionTests {
         case .libraryToken:
             credentials = .oauth2(username: "alice", token: Secret("token" + injected))
             mechanism = "XOAUTH2"
+        case .libraryClientName: clientName += injected
         default: Issue.record("not a library input: \(input)")
         }
         let configuration = SMTPClientConfiguration(
-            host: "127.0.0.1", port: server.port, clientName: "client.example.test", timeouts: .init(all: .seconds(5)),
+            host: "127.0.0.1", port: server.port, clientName: clientName, timeouts: .init(all: .seconds(5)),
             usePipelining: false, tlsMode: .off,
             authentication: AuthenticationConfiguration(credentials: credentials, mechanism: mechanism))
         do {
