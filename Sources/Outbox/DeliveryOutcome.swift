@@ -94,7 +94,7 @@ struct DeliveryOutcome {
 
     /// Returns whether the message may have been delivered although no reply confirmed it: after the final
     /// "." the connection ended, timed out or was cancelled, or the server sent something that is not a
-    /// valid reply. A garbled line says nothing about whether the server took the message.
+    /// valid reply. A garbled line does not show whether the server took the message.
     static func isOutcomeUnknown(_ error: SMTPError) -> Bool {
         guard error.phase == .endOfData else { return false }
         switch error.kind {
