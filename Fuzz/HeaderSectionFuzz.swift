@@ -3,8 +3,10 @@
 // Checked properties:
 // - The mbox line and the field ranges are in bounds, in input order and do not overlap, and
 //   endOffset and bodyOffset follow them.
-// - Removing any one field by its range and parsing again gives the other fields with the same names
-//   and raw values, and the same terminator.
+// - Removing one field by its range and parsing again gives the other fields with the same names and
+//   raw values, and the same terminator. The first field, the last field and one field chosen by a hash
+//   of the input are removed in turn. Removing every field in turn made each run quadratic in the field
+//   count.
 // - Parsing with a maximumSize of 256 either throws tooLarge or gives the result of the default size.
 
 /// Stops with `message` when `condition` is false. Unlike `precondition`, the message is also printed in
@@ -36,6 +38,18 @@ func nameAndValue(_ field: HeaderField) -> [UInt8] {
     Array(field.name.utf8) + [0] + field.rawValue
 }
 
+/// Returns the indices of the fields to remove one at a time: the first, the last and one chosen by an
+/// FNV-1a hash of the input, so that a failing input reproduces with the same fields.
+func removedFieldIndices(fieldCount: Int, bytes: [UInt8]) -> [Int] {
+    guard fieldCount > 0 else { return [] }
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    for byte in bytes {
+        hash = (hash ^ UInt64(byte)) &* 0x100_0000_01B3
+    }
+    let chosen = Int(hash % UInt64(fieldCount))
+    return Array(Set([0, fieldCount - 1, chosen])).sorted()
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzHeaderSection(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
@@ -44,7 +58,8 @@ public func fuzzHeaderSection(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
     }
     checkLayout(section, count: size)
 
-    for (index, field) in section.fields.enumerated() {
+    for index in removedFieldIndices(fieldCount: section.fields.count, bytes: bytes) {
+        let field = section.fields[index]
         var shortened = bytes
         shortened.removeSubrange(field.range)
         guard let reparsed = try? HeaderSection(parsing: shortened) else {
