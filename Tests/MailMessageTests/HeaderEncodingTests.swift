@@ -161,6 +161,19 @@ struct OutgoingHeaderFieldTests {
             _ = try parseSingleField(field)
         }
     }
+
+    /// A grapheme cluster may carry any number of combining marks. One that does not fit in a section is
+    /// split between its Unicode scalars, so every line stays short and the value comes back whole.
+    @Test func longClusterSplitBetweenScalars() throws {
+        let name = "a" + String(repeating: "\u{301}", count: 600) + ".txt"
+        #expect(name.count == 5)
+        let field = try OutgoingHeaderField.parameterized("Content-Disposition", "attachment", parameters: [("filename", name)])
+        checkLineLengths(field, maximum: 78)
+        let parsed = try parseSingleField(field)
+        let value = ParameterizedValue(parsing: parsed.unfoldedValue)
+        #expect(value.value == "attachment")
+        #expect(value.parameter("filename") == name)
+    }
 }
 
 @Suite(.enabled(if: PythonOracle.isAvailable, "needs /usr/bin/python3"))

@@ -5,7 +5,8 @@ public enum ParameterValue {
     static let sectionLength = 70
 
     /// Returns the `name=value` words for one parameter, in one of three forms: a token, a quoted string,
-    /// or RFC 2231 percent-encoded UTF-8 in numbered sections split between grapheme clusters.
+    /// or RFC 2231 percent-encoded UTF-8 in numbered sections split between grapheme clusters, or between
+    /// Unicode scalars inside a cluster too long for one section.
     /// Every word but the last ends with ";".
     static func encode(name: String, value: String) -> [String] {
         let bytes = Array(value.utf8)
@@ -19,11 +20,11 @@ public enum ParameterValue {
             }
             return ["\(name)=" + MailCharacters.quoted(value)]
         }
+        let capacity = sectionLength - name.utf8.count - 5
         var sections: [String] = []
         var current = "UTF-8''"
-        for cluster in value {
-            let piece = percentEncode(Array(String(cluster).utf8))
-            if current.utf8.count + piece.utf8.count > sectionLength - name.utf8.count - 5 && current != "UTF-8''" && !current.isEmpty {
+        for piece in encodedPieces(of: value, capacity: capacity) {
+            if current.utf8.count + piece.utf8.count > capacity && current != "UTF-8''" && !current.isEmpty {
                 sections.append(current)
                 current = ""
             }
@@ -36,6 +37,23 @@ public enum ParameterValue {
         return sections.enumerated().map { index, section in
             "\(name)*\(index)*=\(section)" + (index < sections.count - 1 ? ";" : "")
         }
+    }
+
+    /// Returns the percent-encoded pieces that a section break may not split: each grapheme cluster, so
+    /// that a reader that decodes sections one at a time still shows whole characters, or each Unicode
+    /// scalar of a cluster too long for one section. A cluster can have any number of combining marks,
+    /// and a section must fit in a line.
+    private static func encodedPieces(of value: String, capacity: Int) -> [String] {
+        var pieces: [String] = []
+        for cluster in value {
+            let piece = percentEncode(Array(String(cluster).utf8))
+            if piece.utf8.count <= capacity {
+                pieces.append(piece)
+            } else {
+                pieces += cluster.unicodeScalars.map { percentEncode(Array(String($0).utf8)) }
+            }
+        }
+        return pieces
     }
 
     /// Returns whether `byte` may appear in a token (RFC 2045 section 5.1): printable ASCII other than tspecials.
