@@ -106,6 +106,23 @@ struct OutgoingHeaderFieldTests {
         #expect(decoded == text)
     }
 
+    /// Folding breaks lines only before a word that is not the first, so long runs of spaces would make
+    /// lines over 998 octets. Such text is written as encoded words.
+    @Test func longSpaceRunsBecomeEncodedWords() throws {
+        let texts = [
+            String(repeating: " ", count: 120) + String(repeating: "x", count: 900) + " Numericx   ",
+            "a" + String(repeating: " ", count: 1_000) + "b",
+        ]
+        for text in texts {
+            let field = try OutgoingHeaderField.text("Subject", text)
+            checkLineLengths(field)
+            #expect(field.line.contains("=?UTF-8?"), "written as it is: \(field.line.prefix(80))")
+            let parsed = try parseSingleField(field)
+            let decoded = EncodedWord.decode(String(decoding: parsed.unfoldedValue, as: UTF8.self))
+            #expect(decoded == text)
+        }
+    }
+
     @Test func textRoundTripsThroughParser() throws {
         for text in hostileTexts + ["plain ascii subject", "  leading and trailing  ", "tab\tinside"] {
             let field = try OutgoingHeaderField.text("Subject", text)

@@ -109,22 +109,24 @@ public struct OutgoingHeaderField: Sendable, Hashable {
 
     /// Creates a field with unstructured text, such as Subject or a custom field.
     ///
-    /// The text is written as it is when it is printable ASCII, contains no `=?` and has no word too long
-    /// for a line and no word of only TABs. Otherwise the whole text becomes UTF-8 encoded words, so it
-    /// round-trips exactly. A word of only TABs could start a folded line and leave a line of only white
-    /// space, which RFC 5322 allows only in its obsolete syntax (section 4.2).
+    /// The text is written as it is when it is printable ASCII, contains no `=?`, has no word of only TABs,
+    /// and folds into lines of at most 998 octets. Otherwise the whole text becomes UTF-8 encoded words, so
+    /// it round-trips exactly. A word of only TABs could start a folded line and leave a line of only white
+    /// space, which RFC 5322 allows only in its obsolete syntax (section 4.2). `fold` breaks lines only
+    /// before a word that is not the first, so a long run of spaces can make a line too long.
     ///
     /// - Throws: `HeaderValueError` when `name` is invalid or `text` contains CR, LF or NUL.
     public static func text(_ name: String, _ text: String) throws(HeaderValueError) -> Self {
         try validate(name: name, value: text)
         let words = text.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-        let longestWord = words.map(\.utf8.count).max() ?? 0
         let isPlain = text.utf8.allSatisfy { ($0 >= 0x20 && $0 < 0x7F) || $0 == 9 }
             && !text.contains("=?")
-            && longestWord <= maximumLineLength - name.utf8.count - 2
             && !words.contains { !$0.isEmpty && $0.utf8.allSatisfy { $0 == 9 } }
         if isPlain {
-            return fold(name: name, tokens: words)
+            let field = fold(name: name, tokens: words)
+            if !field.hasLineLongerThanMaximum {
+                return field
+            }
         }
         let room = preferredLineLength - name.utf8.count - 2
         return fold(name: name, tokens: EncodedWord.encode(text, context: .text, firstWordLimit: room))
@@ -213,11 +215,16 @@ public struct OutgoingHeaderField: Sendable, Hashable {
     }
 
     private static func checked(_ field: Self) throws(HeaderValueError) -> Self {
-        let lines = field.line.utf8.split(separator: 10, omittingEmptySubsequences: false)
-        if lines.contains(where: { $0.count > maximumLineLength + 1 }) {
+        if field.hasLineLongerThanMaximum {
             throw HeaderValueError(fieldName: field.name, reason: .lineTooLong)
         }
         return field
+    }
+
+    /// Whether a line of the field, without its CR LF, is longer than `maximumLineLength`.
+    private var hasLineLongerThanMaximum: Bool {
+        let lines = line.utf8.split(separator: 10, omittingEmptySubsequences: false)
+        return lines.contains { $0.count > Self.maximumLineLength + 1 }
     }
 
     /// Returns a mailbox as words. A domain that is not ASCII is written in A-labels when the local part
