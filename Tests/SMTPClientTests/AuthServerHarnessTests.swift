@@ -840,7 +840,7 @@ private struct DovecotProcesses {
 
         var ports: [UInt16] = []
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            let text = (try? String(contentsOfFile: table, encoding: .utf8)) ?? ""
+            let text = readProcFile(table) ?? ""
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ")
                 let listenState = "0A"

@@ -227,7 +227,7 @@ public final class SMTPSink: @unchecked Sendable {
 ///
 /// NOTE: Linux only. Elsewhere this returns false, so `SMTPSink.start` times out.
 func isListeningOnLoopback(port: UInt16) -> Bool {
-    guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else {
+    guard let table = readProcFile("/proc/net/tcp") else {
         return false
     }
     let portHex = String(format: "%04X", port)
