@@ -149,6 +149,45 @@ struct ScriptedServerTests {
         #expect(server.failures.isEmpty)
     }
 
+    @Test func readSlowlyLimitsReadRate() throws {
+        let server = try ScriptedServer(script: [
+            .readSlowly(bytes: 8 * 1024, every: .milliseconds(50)),
+            .send("250 queued\r\n"),
+            .close,
+        ])
+        defer { server.stop() }
+        let client = try TestClient(port: server.port)
+        let content = Array(String(repeating: String(repeating: "x", count: 1022) + "\r\n", count: 64).utf8)
+
+        let (elapsed, result) = measure {
+            try client.connection.write(content + Array(".\r\n".utf8), timeout: .seconds(10), deadline: nil)
+            return try client.readReply(timeout: .seconds(10))
+        }
+
+        #expect(try result.get() == "250 queued\r\n")
+        #expect(elapsed >= .milliseconds(350), "64 KiB at 8 KiB per 50 ms takes at least 7 intervals")
+        #expect(server.waitUntilFinished())
+        #expect(server.connections.first?.messages == [content])
+        #expect(server.failures.isEmpty)
+    }
+
+    @Test func readSlowlyEndsQuietlyWhenClientCloses() throws {
+        let server = try ScriptedServer(script: [
+            .readSlowly(bytes: 1024, every: .milliseconds(50)),
+            .send("250 queued\r\n"),
+        ])
+        defer { server.stop() }
+        let client = try TestClient(port: server.port)
+
+        try client.send("Subject: cut short\r\n")
+        client.connection.close()
+
+        #expect(server.waitUntilFinished())
+        #expect(server.connections.first?.messages == [])
+        #expect(server.connections.first?.receivedText == "Subject: cut short\r\n")
+        #expect(server.failures.isEmpty)
+    }
+
     @Test func sendSlowlyDeliversByteByByte() throws {
         let server = try ScriptedServer(script: [.sendSlowly("220 ok\r\n", byteDelay: .milliseconds(20)), .close])
         defer { server.stop() }

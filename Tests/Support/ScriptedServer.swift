@@ -33,6 +33,11 @@ public final class ScriptedServer: Sendable {
         /// Reads message data up to the line `.` (the CRLF.CRLF terminator) and records it as received,
         /// dot-stuffing included, without the terminator's final `.` CRLF.
         case readData
+        /// Reads message data as `readData` does, but at most `bytes` octets in each `every` interval, like
+        /// a server that reads the data too slowly. When the client closes the connection first, the script
+        /// ends without a failure. A server whose script contains this step listens with a 4 KiB receive
+        /// buffer, so that its kernel buffers little of the data.
+        case readSlowly(bytes: Int, every: Duration)
         /// Waits without reading, so the client's bytes pile up in the kernel.
         case stall(Duration)
         /// Closes the connection at once.
@@ -128,7 +133,9 @@ public final class ScriptedServer: Sendable {
     /// - Parameter readTimeout: the longest wait for the client in one step, so that a script whose client
     ///   went silent ends with a recorded failure instead of hanging.
     public convenience init(script: [Step], readTimeout: Duration = .seconds(10)) throws {
-        try self.init(scriptForConnection: { _ in script }, readTimeout: readTimeout)
+        try self.init(
+            scriptForConnection: { _ in script }, readTimeout: readTimeout,
+            usesSmallReceiveBuffer: Self.readsSlowly([script]))
     }
 
     /// Starts a server that plays `scripts[n]` on the connection accepted n-th (from 0). A connection
@@ -136,7 +143,8 @@ public final class ScriptedServer: Sendable {
     public convenience init(scripts: [[Step]], readTimeout: Duration = .seconds(10)) throws {
         try self.init(
             scriptForConnection: { index in index < scripts.count ? scripts[index] : nil },
-            readTimeout: readTimeout
+            readTimeout: readTimeout,
+            usesSmallReceiveBuffer: Self.readsSlowly(scripts)
         )
     }
 
@@ -148,8 +156,12 @@ public final class ScriptedServer: Sendable {
         try self.init(script: [.playESMTP(behavior)], readTimeout: readTimeout)
     }
 
-    private init(scriptForConnection: @escaping @Sendable (Int) -> [Step]?, readTimeout: Duration) throws {
-        core = try ScriptedServerCore(scriptForConnection: scriptForConnection, readTimeout: readTimeout)
+    private init(
+        scriptForConnection: @escaping @Sendable (Int) -> [Step]?, readTimeout: Duration, usesSmallReceiveBuffer: Bool
+    ) throws {
+        core = try ScriptedServerCore(
+            scriptForConnection: scriptForConnection, readTimeout: readTimeout,
+            usesSmallReceiveBuffer: usesSmallReceiveBuffer)
         port = core.port
         do {
             try core.start()
@@ -161,6 +173,12 @@ public final class ScriptedServer: Sendable {
 
     deinit {
         core.stop()
+    }
+
+    private static func readsSlowly(_ scripts: [[Step]]) -> Bool {
+        scripts.joined().contains { step in
+            if case .readSlowly = step { true } else { false }
+        }
     }
 
     /// Returns a port of 127.0.0.1 that nothing listens on: a server's port, after it stopped.
@@ -233,7 +251,10 @@ final class ScriptedServerCore: Sendable {
     let readTimeout: Duration
     let state = Mutex(State())
 
-    init(scriptForConnection: @escaping @Sendable (Int) -> [ScriptedServer.Step]?, readTimeout: Duration) throws {
+    init(
+        scriptForConnection: @escaping @Sendable (Int) -> [ScriptedServer.Step]?, readTimeout: Duration,
+        usesSmallReceiveBuffer: Bool
+    ) throws {
         self.scriptForConnection = scriptForConnection
         self.readTimeout = readTimeout
 
@@ -247,7 +268,8 @@ final class ScriptedServerCore: Sendable {
         }
 
         do {
-            (listenerDescriptor, port) = try ScriptedServerCore.listenOnLoopback()
+            (listenerDescriptor, port) = try ScriptedServerCore.listenOnLoopback(
+                usesSmallReceiveBuffer: usesSmallReceiveBuffer)
         } catch {
             Glibc.close(pipeDescriptors[0])
             Glibc.close(pipeDescriptors[1])
@@ -388,7 +410,10 @@ final class ScriptedServerCore: Sendable {
         return thread
     }
 
-    private static func listenOnLoopback() throws -> (descriptor: Int32, port: UInt16) {
+    /// Opens the listening socket on 127.0.0.1. With `usesSmallReceiveBuffer`, it gets a receive buffer of
+    /// 4 KiB, which accepted sockets inherit, so that the server's kernel buffers little of the data that a
+    /// slow reader has not read.
+    private static func listenOnLoopback(usesSmallReceiveBuffer: Bool) throws -> (descriptor: Int32, port: UInt16) {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else {
             throw ScriptedServerError("socket", errno)
@@ -397,6 +422,11 @@ final class ScriptedServerCore: Sendable {
         // only if both set SO_REUSEADDR, as smtp-sink does. Tests hand the port over that way.
         var enabled: Int32 = 1
         setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &enabled, socklen_t(MemoryLayout<Int32>.size))
+        if usesSmallReceiveBuffer {
+            // Linux doubles the value to 4 KiB.
+            var receiveBufferSize: Int32 = 2048
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &receiveBufferSize, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
@@ -520,6 +550,8 @@ private final class ScriptedSession {
             }
         case .readData:
             try readData()
+        case let .readSlowly(bytes, interval):
+            return try readDataSlowly(bytes: bytes, every: interval)
         case let .stall(duration):
             try pause(duration)
         case .close:
@@ -628,22 +660,8 @@ private final class ScriptedSession {
 
     private func readData() throws(StepEnd) {
         let expiry = ContinuousClock.now.advanced(by: core.readTimeout)
-        let terminator: [UInt8] = Array("\r\n.\r\n".utf8)
         var searchStart = 0
-        while true {
-            // The line "." right after the DATA command line ends an empty message.
-            if input.starts(with: terminator.dropFirst(2)) {
-                input.removeSubrange(..<3)
-                core.record(index) { $0.messages.append([]) }
-                return
-            }
-            if let start = find(terminator, from: searchStart) {
-                let message = Array(input[..<(start + 2)])
-                input.removeSubrange(..<(start + terminator.count))
-                core.record(index) { $0.messages.append(message) }
-                return
-            }
-            searchStart = max(input.count - terminator.count + 1, 0)
+        while !takeMessage(searchStart: &searchStart) {
             do {
                 try receiveMore(until: expiry)
             } catch .timedOut {
@@ -652,6 +670,59 @@ private final class ScriptedSession {
                 throw .failed("the client closed the connection after \(input.count) bytes of data, before CRLF.CRLF")
             }
         }
+    }
+
+    /// Reads message data as `readData` does, but at most `bytes` in each interval. Returns false when
+    /// the client closed the connection before the data terminator.
+    private func readDataSlowly(bytes: Int, every interval: Duration) throws(StepEnd) -> Bool {
+        var searchStart = 0
+        var lastInput = ContinuousClock.now
+        var intervalEnd = ContinuousClock.now
+        while !takeMessage(searchStart: &searchStart) {
+            // An interval starts no earlier than the previous one ended, so a thread that was scheduled late
+            // does not catch up with a burst.
+            intervalEnd = max(intervalEnd, ContinuousClock.now).advanced(by: interval)
+            var budget = bytes
+            while budget > 0 {
+                do {
+                    let count = try receiveMore(until: intervalEnd, maxBytes: budget)
+                    if count > 0 {
+                        budget -= count
+                        lastInput = .now
+                    }
+                } catch .timedOut {
+                    break
+                } catch .peerClosed {
+                    return false
+                }
+            }
+            if lastInput.duration(to: .now) > core.readTimeout {
+                throw .failed("timed out waiting for the data terminator CRLF.CRLF after \(input.count) bytes")
+            }
+            try pause(until: intervalEnd)
+        }
+        return true
+    }
+
+    /// Moves a message that ends with the data terminator from `input` to the record, as `Step.readData`
+    /// describes. Returns false when the terminator has not arrived yet, after moving `searchStart` past
+    /// the bytes searched.
+    private func takeMessage(searchStart: inout Int) -> Bool {
+        let terminator: [UInt8] = Array("\r\n.\r\n".utf8)
+        // The line "." right after the DATA command line ends an empty message.
+        if input.starts(with: terminator.dropFirst(2)) {
+            input.removeSubrange(..<3)
+            core.record(index) { $0.messages.append([]) }
+            return true
+        }
+        if let start = find(terminator, from: searchStart) {
+            let message = Array(input[..<(start + 2)])
+            input.removeSubrange(..<(start + terminator.count))
+            core.record(index) { $0.messages.append(message) }
+            return true
+        }
+        searchStart = max(input.count - terminator.count + 1, 0)
+        return false
     }
 
     private var pendingText: String {
@@ -676,13 +747,15 @@ private final class ScriptedSession {
         return nil
     }
 
-    /// Reads whatever the client has sent into `input`, waiting until `expiry` for at least one byte.
-    private func receiveMore(until expiry: ContinuousClock.Instant) throws(StepEnd) {
+    /// Reads up to `maxBytes` of what the client has sent into `input`, waiting until `expiry` for at least
+    /// one byte. Returns the number of bytes read, which is 0 after EAGAIN or EINTR.
+    @discardableResult
+    private func receiveMore(until expiry: ContinuousClock.Instant, maxBytes: Int = 64 * 1024) throws(StepEnd) -> Int {
         guard input.count < ScriptedSession.maxBufferedBytes else {
             throw .failed("the client sent more than \(ScriptedSession.maxBufferedBytes) bytes without a terminator")
         }
         try wait(for: Int16(POLLIN), until: expiry)
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var buffer = [UInt8](repeating: 0, count: maxBytes)
         let count = recv(descriptor, &buffer, buffer.count, 0)
         let errorNumber = errno
         if count == 0 || (count < 0 && errorNumber == ECONNRESET) {
@@ -690,13 +763,14 @@ private final class ScriptedSession {
         }
         if count < 0 {
             if errorNumber == EAGAIN || errorNumber == EINTR {
-                return
+                return 0
             }
             throw .failed("recv failed: \(ScriptedServerError.errnoText(errorNumber))")
         }
         let received = buffer.prefix(count)
         input.append(contentsOf: received)
         core.record(index) { $0.receivedBytes.append(contentsOf: received) }
+        return count
     }
 
     /// Reads and records everything the client still sends, until it closes, the server stops or the
@@ -737,7 +811,11 @@ private final class ScriptedSession {
     }
 
     private func pause(_ duration: Duration) throws(StepEnd) {
-        let expiry = ContinuousClock.now.advanced(by: duration)
+        try pause(until: ContinuousClock.now.advanced(by: duration))
+    }
+
+    /// Waits until `expiry`, or throws `stopped` when the server stops first.
+    private func pause(until expiry: ContinuousClock.Instant) throws(StepEnd) {
         var descriptors = [pollfd(fd: core.stopDescriptor, events: Int16(POLLIN), revents: 0)]
         while ContinuousClock.now < expiry {
             if poll(&descriptors, 1, Self.milliseconds(until: expiry)) > 0 {
