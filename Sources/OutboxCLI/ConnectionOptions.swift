@@ -35,6 +35,8 @@ enum ConnectionOptions {
                              if it is fully qualified, else the local address as a literal.
           --timeout SECONDS  Wait at most this long at each step, instead of the RFC 5321
                              timeouts (5 minutes for most replies, 10 after the message).
+                             Each 64 KiB block of the message must be sent within it
+                             (3 minutes by default, so at least 364 octets/s).
           --deadline SECONDS Give up on the whole session after this long. Default: none.
           --no-pipelining    Send one command at a time even if the server offers PIPELINING.
 

@@ -112,7 +112,8 @@ public struct OutgoingMessage: Sendable {
     public let content: any MessageContent
     public let statistics: DataEncoder.Statistics
 
-    /// The size of the chunks read from the content, 64 KiB.
+    /// The size of the chunks read from the content, and of the blocks of encoded content that must each
+    /// be sent within the data-block timeout: 64 KiB.
     static let chunkSize = 64 * 1024
 
     /// Scans the content once.

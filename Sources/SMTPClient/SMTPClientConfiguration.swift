@@ -57,7 +57,9 @@ public struct SMTPClientConfiguration: Sendable {
         public var command: Duration = .seconds(300)
         /// The 354 reply to DATA: 2 minutes.
         public var dataInitiation: Duration = .seconds(120)
-        /// Each write of message content: 3 minutes.
+        /// Sending one block of 64 KiB of message content, or of commands, as a whole: 3 minutes (RFC 5321
+        /// section 4.5.3.2.5). A server that reads less than 64 KiB per timeout, about 364 octets/s with
+        /// the default, fails the message with a temporary timeout.
         public var dataBlock: Duration = .seconds(180)
         /// The reply to the final ".": 10 minutes.
         public var dataTermination: Duration = .seconds(600)

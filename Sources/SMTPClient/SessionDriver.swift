@@ -206,7 +206,7 @@ final class SessionDriver: @unchecked Sendable {
                 throw failure
             }
             guard connection != nil else { return outcome ?? .closed }
-            if let flushFailure = flush(timeout: configuration.timeouts.dataBlock) {
+            if let flushFailure = flushBlock() {
                 actions += flushFailure
                 continue
             }
@@ -321,17 +321,41 @@ final class SessionDriver: @unchecked Sendable {
         }
     }
 
-    /// Writes what is buffered. Returns the session's actions for a failure, or nil on success.
-    private func flush(timeout: Duration) -> [ClientSession.Action]? {
+    /// Writes what is buffered as one block, which the server must accept within the data-block timeout
+    /// as a whole. Returns the session's actions for a failure, or nil on success.
+    ///
+    /// A block is one chunk of message content (`OutgoingMessage.chunkSize`, 64 KiB), or the commands
+    /// written before the client waits for a reply. The last block of a message is its last chunk, under
+    /// 64 KiB, with the end-of-data line and, with PIPELINING, the next message's MAIL, RCPT and DATA.
+    private func flushBlock() -> [ClientSession.Action]? {
         guard let connection else { return nil }
+        let blockSize = connection.pendingOutputCount
+        let writtenBefore = connection.bytesWritten
         do {
-            try connection.flush(timeout: timeout, deadline: deadline)
+            try connection.flush(timeout: configuration.timeouts.dataBlock, deadline: deadline)
             return nil
+        } catch let error as TransportError {
+            guard case let .timedOut(_, _, timeout, expiredLimit) = error else {
+                return handle(error)
+            }
+            let sent = connection.bytesWritten - writtenBefore
+            // The server discards a message that lacks its final ".", so sending the rest of the block
+            // before closing would only delay the close.
+            close()
+            guard expiredLimit == .stepTimeout else {
+                return session.timedOut(error.description)
+            }
+            return session.timedOut(
+                "The server at \(remoteAddress) took longer than the data-block timeout of \(timeout) to accept "
+                    + "a block of \(blockSize) octets, and only \(sent) of them were sent in that time. "
+                    + "The server reads too slowly or has stopped reading. "
+                    + "Raise the data-block timeout or try again later.")
         } catch {
             return handle(error)
         }
     }
 
+    /// Sends what is buffered, such as QUIT after a rejection, waiting at most one second in all.
     private func flushBeforeClose() {
         _ = try? connection?.flush(timeout: .seconds(1), deadline: deadline)
     }
@@ -351,13 +375,14 @@ final class SessionDriver: @unchecked Sendable {
         }
     }
 
-    /// Streams the pending message through the transparency encoder. On a failure the connection is
-    /// closed without the final ".", so the server discards what it received.
+    /// Streams the pending message through the transparency encoder, in blocks of one chunk. On a failure
+    /// the connection is closed without the final ".", so the server discards what it received.
     private func sendMessageContent() -> [ClientSession.Action] {
         guard let message = batch?.inProgress.first?.message, let connection else {
             return session.messageContentFailed(SMTPError(
                 phase: .dataTransfer, kind: .protocolViolation("no message to send"), isTemporary: false))
         }
+        let blockSize = OutgoingMessage.chunkSize
         var encoder = DataEncoder()
         var output: [UInt8] = []
         var octets = 0
@@ -365,11 +390,15 @@ final class SessionDriver: @unchecked Sendable {
             var reader = try message.content.makeReader()
             while let chunk = try reader.read(maxLength: OutgoingMessage.chunkSize) {
                 try encoder.encode(chunk, into: &output)
-                if output.count >= OutgoingMessage.chunkSize {
-                    octets += output.count
-                    connection.enqueue(output)
-                    output.removeAll(keepingCapacity: true)
-                    try connection.flush(timeout: configuration.timeouts.dataBlock, deadline: deadline)
+                // The encoder can double a chunk (a bare LF becomes CRLF), so the output is cut into blocks
+                // of one chunk, each of which must go out within the data-block timeout.
+                while output.count >= blockSize {
+                    connection.enqueue(output.prefix(blockSize))
+                    output.removeFirst(blockSize)
+                    octets += blockSize
+                    if let failure = flushBlock() {
+                        return failure
+                    }
                 }
             }
             encoder.finish(into: &output)
@@ -380,8 +409,6 @@ final class SessionDriver: @unchecked Sendable {
         } catch let error as DataEncodingError {
             return session.messageContentFailed(SMTPError(
                 phase: .dataTransfer, kind: .invalidMessage(error), isTemporary: false))
-        } catch let error as TransportError {
-            return handle(error)
         } catch {
             return session.messageContentFailed(SMTPError(
                 phase: .dataTransfer, kind: .protocolViolation("reading the message failed: \(error)"),

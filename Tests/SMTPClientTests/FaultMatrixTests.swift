@@ -147,4 +147,107 @@ struct FaultMatrixTests {
         let leaked = openClientSockets(connectedTo: server.port)
         #expect(leaked.isEmpty, "client sockets still open: \(leaked)")
     }
+
+    /// The server takes 40 KiB/s, so the client's writes never wait a whole second without progress, but
+    /// no 64 KiB block of the content goes out within the data-block timeout of 1 s. The message is 4 MiB,
+    /// which would take 100 s at that rate.
+    @Test func slowReaderStoppedByDataBlockTimeout() async throws {
+        let outgoing = try message(bodySize: 4 * 1024 * 1024)
+        let server = try ScriptedServer(script: slowReadingScript(bytes: 4 * 1024, every: .milliseconds(100)))
+        defer { server.stop() }
+        var config = FaultMatrix.configuration(port: server.port)
+        config.timeouts = .init(all: .seconds(10))
+        config.timeouts.dataBlock = .seconds(1)
+
+        let start = ContinuousClock.now
+        let connection = try await SMTPConnection.open(config)
+        try limitClientSendBuffer(port: server.port)
+        do {
+            _ = try await connection.send(outgoing, envelope: envelope)
+            Issue.record("expected the data-block timeout to end the session")
+        } catch {
+            #expect(error.phase == .dataTransfer)
+            #expect(error.isTemporary)
+            if case .timedOut(let detail) = error.kind {
+                #expect(detail.contains("data-block timeout of 1.0 seconds"), "\(detail)")
+                #expect(detail.contains("block of 65536 octets"), "\(detail)")
+            } else {
+                Issue.record("expected a timeout, got \(error)")
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed >= .seconds(1), "ended after \(elapsed), before the data-block timeout")
+        #expect(elapsed < .seconds(5), "ended after \(elapsed), the data-block timeout is 1 s")
+        #expect(!connection.isOpen)
+
+        #expect(server.waitUntilFinished())
+        #expect(server.failures.isEmpty, "\(server.failures)")
+        let received = try #require(server.connections.first).receivedBytes.count
+        #expect(received < outgoing.statistics.size, "the server received all \(received) octets")
+        server.stop()
+        let leaked = openClientSockets(connectedTo: server.port)
+        #expect(leaked.isEmpty, "client sockets still open: \(leaked)")
+        await connection.close()
+    }
+
+    /// A server that takes five 64 KiB blocks per data-block timeout receives the whole message.
+    @Test func steadyReaderGetsWholeMessage() async throws {
+        let outgoing = try message(bodySize: 1024 * 1024)
+        let server = try ScriptedServer(script: slowReadingScript(bytes: 32 * 1024, every: .milliseconds(100)))
+        defer { server.stop() }
+        var config = FaultMatrix.configuration(port: server.port)
+        config.timeouts = .init(all: .seconds(10))
+        config.timeouts.dataBlock = .seconds(1)
+
+        let connection = try await SMTPConnection.open(config)
+        try limitClientSendBuffer(port: server.port)
+        let result = try await connection.send(outgoing, envelope: envelope)
+        await connection.quit()
+
+        #expect(result.reply.code == 250)
+        #expect(server.waitUntilFinished())
+        #expect(server.failures.isEmpty, "\(server.failures)")
+        let messages = try #require(server.connections.first).messages
+        #expect(messages.count == 1)
+        #expect(messages.first?.count == outgoing.statistics.size)
+    }
+}
+
+/// Gives the client's socket to 127.0.0.1:`port` a fixed send buffer of 32 KiB, as a client whose kernel
+/// buffers little of the content.
+///
+/// Linux grows a send buffer with the MSS and the congestion window, to megabytes on loopback, and wakes a
+/// blocked writer only when a third of the buffer is free. On loopback, the client would then wait for
+/// hundreds of KiB to drain between writes, and a slow reader would stop it after one data-block timeout
+/// with or without a bound on each block. With 32 KiB, each write waited for about 12 KiB to drain in a
+/// measurement on Linux 6.18.
+private func limitClientSendBuffer(port: UInt16) throws {
+    let inode = try #require(openClientSockets(connectedTo: port).first)
+    let descriptor = try #require(OpenDescriptors.descriptors(ofSocket: inode).first)
+    // Linux doubles the value.
+    var size: Int32 = 16 * 1024
+    let status = setsockopt(descriptor, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+    #expect(status == 0, "setsockopt(SO_SNDBUF) failed with errno \(errno)")
+}
+
+/// Returns a message whose body is `bodySize` octets of 80-octet lines.
+private func message(bodySize: Int) throws -> OutgoingMessage {
+    let line = String(repeating: "x", count: 78) + "\r\n"
+    let body = String(repeating: line, count: bodySize / line.utf8.count)
+    let text = "From: a@example.test\r\nTo: b@example.test\r\nSubject: slow reader\r\n\r\n" + body
+    return try OutgoingMessage(bytes: Array(text.utf8))
+}
+
+/// Returns the script of a server without PIPELINING that reads the message data at most `bytes` at a time
+/// in each `interval`, and otherwise plays a correct session.
+private func slowReadingScript(bytes: Int, every interval: Duration) -> [ScriptedServer.Step] {
+    [
+        .send("220 scripted.test\r\n"),
+        .expectLine(prefix: "EHLO"), .send("250 scripted.test\r\n"),
+        .expectLine(prefix: "MAIL FROM:"), .send("250 2.1.0 OK\r\n"),
+        .expectLine(prefix: "RCPT TO:"), .send("250 2.1.5 OK\r\n"),
+        .expectLine("DATA"), .send("354 Go ahead\r\n"),
+        .readSlowly(bytes: bytes, every: interval), .send("250 2.0.0 Queued\r\n"),
+        .expectLine("QUIT"), .send("221 2.0.0 Bye\r\n"), .close,
+    ]
 }

@@ -22,10 +22,15 @@ public enum OpenDescriptors {
 
     /// Returns whether any open descriptor of the process refers to the socket with `inode`.
     public static func containsSocket(inode: UInt) -> Bool {
+        !descriptors(ofSocket: inode).isEmpty
+    }
+
+    /// Returns the open descriptors of the process that refer to the socket with `inode`.
+    public static func descriptors(ofSocket inode: UInt) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
-        return entries.contains { entry in
+        return entries.compactMap { entry in
             let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)")
-            return target == "socket:[\(inode)]"
+            return target == "socket:[\(inode)]" ? Int32(entry) : nil
         }
     }
 }

@@ -132,14 +132,15 @@ public final class TCPConnection {
     /// Sends the whole output buffer, waiting while the socket's send buffer is full.
     ///
     /// - Parameters:
-    ///   - timeout: the longest wait for the socket to accept more bytes. It bounds each wait rather than
-    ///     the whole flush, as the DATA block timeout of RFC 5321 section 4.5.3.2.5 bounds each TCP send,
-    ///     so a large message to a slow but steady server does not time out.
-    ///   - deadline: the session's overall deadline, which bounds the whole flush.
+    ///   - timeout: the longest time for the whole flush, as the data block timeout of RFC 5321 section
+    ///     4.5.3.2.5 bounds "each TCP SEND call transmitting a chunk of data". A peer that reads a few bytes
+    ///     at a time cannot restart it, so a caller that sends much data flushes it in blocks, each with
+    ///     its own timeout.
+    ///   - deadline: the session's overall deadline. The flush ends at whichever comes first.
     /// - Throws: `TransportError.closedByPeer`, `timedOut`, `cancelled` or `systemCallFailed`. Bytes that
     ///   were not sent stay in the output buffer.
     public func flush(timeout: Duration, deadline: ContinuousClock.Instant?) throws {
-        var limit = WaitLimit(stepTimeout: timeout, deadline: deadline)
+        let limit = WaitLimit(stepTimeout: timeout, deadline: deadline)
 
         while outputStart < outputBuffer.count {
             try checkUsable(for: "send")
@@ -150,7 +151,6 @@ public final class TCPConnection {
             case let .transferred(sent):
                 outputStart += sent
                 bytesWritten += UInt64(sent)
-                limit = WaitLimit(stepTimeout: timeout, deadline: deadline)
             case .closed:
                 throw TransportError.closedByPeer(peer: remoteAddress, operation: .write)
             case let .wouldBlock(events):

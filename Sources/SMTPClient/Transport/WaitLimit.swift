@@ -1,7 +1,7 @@
 /// The instant at which one wait gives up: the earlier of a step timeout and the session's overall deadline.
 ///
 /// Every blocking step of the transport builds a `WaitLimit` when it starts: connecting to one address,
-/// waiting for bytes to read, or waiting for the socket to accept more bytes. A step that times out then
+/// waiting for bytes to read, or sending the whole output buffer. A step that times out then
 /// reports which of the two limits expired.
 public struct WaitLimit: Sendable, Equatable {
     /// The limit that sets `expiry`.
