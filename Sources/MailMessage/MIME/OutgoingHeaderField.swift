@@ -221,10 +221,11 @@ public struct OutgoingHeaderField: Sendable, Hashable {
         return field
     }
 
-    /// Whether a line of the field, without its CR LF, is longer than `maximumLineLength`.
+    /// Whether a line of the field, without its CR LF, is longer than `maximumLineLength`. The last line
+    /// has no CR LF in `line`.
     private var hasLineLongerThanMaximum: Bool {
         let lines = line.utf8.split(separator: 10, omittingEmptySubsequences: false)
-        return lines.contains { $0.count > Self.maximumLineLength + 1 }
+        return lines.contains { ($0.last == 13 ? $0.count - 1 : $0.count) > Self.maximumLineLength }
     }
 
     /// Returns a mailbox as words. A domain that is not ASCII is written in A-labels when the local part
