@@ -121,9 +121,9 @@ public enum FaultMatrix {
     /// The maximum time a cell may take from connecting to closing. It is one step timeout plus room for
     /// a loaded machine.
     public static let maxCellDuration: Duration = .seconds(2)
-    /// The pause after each byte of a reply sent byte by byte. The longest correct reply of the scripts
-    /// is the 37 octets of the 235 to AUTH, so it arrives in about 190 ms, within `stepTimeout`, which
-    /// bounds the whole reply.
+    /// The pause after each byte of a reply sent byte by byte. The maximum length of a correct reply in
+    /// the scripts is 37 octets (the 235 to AUTH), so it arrives in about 190 ms, within `stepTimeout`,
+    /// which bounds the whole reply.
     public static let byteDelay: Duration = .milliseconds(5)
     /// The open descriptors that the process may gain over a matrix, for lazily created runtime state.
     public static let descriptorSlack = 16

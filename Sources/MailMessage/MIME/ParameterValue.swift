@@ -39,10 +39,9 @@ public enum ParameterValue {
         }
     }
 
-    /// Returns the percent-encoded pieces that a section break may not split: each grapheme cluster, so
-    /// that a reader that decodes sections one at a time still shows whole characters, or each Unicode
-    /// scalar of a cluster too long for one section. A cluster can have any number of combining marks,
-    /// and a section must fit in a line.
+    /// Returns the percent-encoded pieces that a section break may not split. Each grapheme cluster is one
+    /// piece, so a reader that decodes sections one at a time still shows whole characters. A cluster can
+    /// have any number of combining marks, so one too long for a section is split into its Unicode scalars.
     private static func encodedPieces(of value: String, capacity: Int) -> [String] {
         var pieces: [String] = []
         for cluster in value {
