@@ -114,27 +114,42 @@ extension MailStore {
     /// can be lost, and the message is then sent again, but never lost. After a crash of the process
     /// alone it is kept.
     public func record(_ id: String, owner: String, _ update: DeliveryUpdate, now: Date = Date()) throws(StoreError) {
+        try record([(id, update)], owner: owner, now: now)
+    }
+
+    /// Records the outcomes of several attempts in one transaction, as `record(_:owner:_:now:)` does
+    /// for one. One transaction writes each changed page of the index once, however many outcomes
+    /// share it, which costs much less than a transaction per outcome.
+    ///
+    /// - Throws: `StoreError.noSuchMessage` when a message is not in the store; then none of the
+    ///   outcomes is recorded.
+    public func record(_ outcomes: [(id: String, update: DeliveryUpdate)], owner: String, now: Date = Date())
+        throws(StoreError)
+    {
+        guard !outcomes.isEmpty else { return }
         try withLock { () throws(StoreError) in
             try index.transaction { () throws(StoreError) in
-                try index.query(
-                    """
-                    UPDATE messages SET folder = ?, held = CASE WHEN ?1 = 'outbox' THEN held ELSE 0 END,
-                        updated = ?, attempts = attempts + 1, next_attempt = ?,
-                        last_error = ?, unknown_outcomes = unknown_outcomes + ?,
-                        lease_owner = NULL, lease_pid = NULL, lease_expires = NULL
-                    WHERE id = ?
-                    """,
-                    [.text(update.folder.rawValue), .init(now), .init(update.nextAttempt), .init(update.lastError),
-                     .integer(update.outcomeUnknown ? 1 : 0), .text(id)])
-                guard index.changes == 1 else { throw StoreError.noSuchMessage(id) }
-                for (position, recipient) in update.recipients.enumerated() {
+                for (id, update) in outcomes {
                     try index.query(
                         """
-                        UPDATE recipients SET state = ?, reply_code = ?, reply_text = ?, error = ?
-                        WHERE message = ? AND position = ?
+                        UPDATE messages SET folder = ?, held = CASE WHEN ?1 = 'outbox' THEN held ELSE 0 END,
+                            updated = ?, attempts = attempts + 1, next_attempt = ?,
+                            last_error = ?, unknown_outcomes = unknown_outcomes + ?,
+                            lease_owner = NULL, lease_pid = NULL, lease_expires = NULL
+                        WHERE id = ?
                         """,
-                        [.text(recipient.state.rawValue), .init(recipient.reply?.code), .init(recipient.reply?.text),
-                         .init(recipient.error), .text(id), .init(position)])
+                        [.text(update.folder.rawValue), .init(now), .init(update.nextAttempt), .init(update.lastError),
+                         .integer(update.outcomeUnknown ? 1 : 0), .text(id)])
+                    guard index.changes == 1 else { throw StoreError.noSuchMessage(id) }
+                    for (position, recipient) in update.recipients.enumerated() {
+                        try index.query(
+                            """
+                            UPDATE recipients SET state = ?, reply_code = ?, reply_text = ?, error = ?
+                            WHERE message = ? AND position = ?
+                            """,
+                            [.text(recipient.state.rawValue), .init(recipient.reply?.code),
+                             .init(recipient.reply?.text), .init(recipient.error), .text(id), .init(position)])
+                    }
                 }
             }
         }

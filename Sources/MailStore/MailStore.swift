@@ -328,6 +328,8 @@ public final class MailStore: @unchecked Sendable {
         var messages: [StoredMessage] = []
         messages.reserveCapacity(rows.count)
         let now = Date()
+        // The messages of one claim share a lease holder, so each process is checked once.
+        var alive: [Int: Bool] = [:]
         for row in rows {
             guard let id = row[0].string, let folder = row[1].string.flatMap(Folder.init(rawValue:)) else { continue }
             // A lease that has expired, or whose process has exited, is not in force, although its
@@ -335,7 +337,12 @@ public final class MailStore: @unchecked Sendable {
             var leaseOwner = row[16].string
             var leaseExpires = row[17].date
             let leaseExpired = leaseExpires.map { $0 < now } ?? true
-            let holderExited = row[19].int.map { !Self.isAlive(pid: $0) } ?? false
+            var holderExited = false
+            if let pid = row[19].int {
+                let isAlive = alive[pid] ?? Self.isAlive(pid: pid)
+                alive[pid] = isAlive
+                holderExited = !isAlive
+            }
             if leaseExpired || holderExited {
                 leaseOwner = nil
                 leaseExpires = nil

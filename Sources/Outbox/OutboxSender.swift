@@ -9,8 +9,10 @@ import Synchronization
 /// A flush groups the due messages by route (one server and account), opens up to
 /// `connectionsPerServer` connections to each, and sends the messages over them in batches, reusing
 /// each connection and its login. Each message's result is recorded as soon as the server replies
-/// to it. A crash therefore loses at most the outcomes of the messages whose reply was in flight,
-/// and those messages are sent again, never lost.
+/// to it, on a queue of its own, while the connection goes on with the next message (see
+/// `OutcomeRecorder`). A crash therefore loses at most two outcomes per connection: that of the
+/// message whose outcome was being recorded, and that of the message whose reply was awaited.
+/// Those messages are sent again, never lost.
 ///
 /// When a server accepts a message, its other deferred messages are due at once: the server is back,
 /// so they need not wait out their backoff.
@@ -54,7 +56,8 @@ public final class OutboxSender: Sendable {
     public let configuration: Configuration
     private let resolveAccount: AsyncAccountResolver
     private let transcript: TranscriptHandler?
-    private let owner = MailStore.makeLeaseOwner()
+    private let owner: String
+    private let recorder: OutcomeRecorder
     private let wakeSignal = WakeSignal()
 
     /// Makes a `run` loop flush at once instead of waiting for its next poll, as after a message
@@ -63,14 +66,13 @@ public final class OutboxSender: Sendable {
         wakeSignal.signal()
     }
 
-    public init(
+    public convenience init(
         store: MailStore, configuration: Configuration = Configuration(), transcript: TranscriptHandler? = nil,
         resolveAccount: @escaping AccountResolver
     ) {
-        self.store = store
-        self.configuration = configuration
-        self.transcript = transcript
-        self.resolveAccount = { account in try resolveAccount(account) }
+        self.init(
+            store: store, configuration: configuration, transcript: transcript,
+            resolveAccountAsync: { account in try resolveAccount(account) })
     }
 
     /// Creates a sender whose account resolver may suspend.
@@ -82,6 +84,8 @@ public final class OutboxSender: Sendable {
         self.configuration = configuration
         self.transcript = transcript
         self.resolveAccount = resolveAccountAsync
+        owner = MailStore.makeLeaseOwner()
+        recorder = OutcomeRecorder(store: store, owner: owner)
     }
 
     /// Sends every message due in the Outbox, or only those for `route`, and returns what happened.
@@ -181,6 +185,7 @@ public final class OutboxSender: Sendable {
     /// Runs one connection: claims a batch, connects if needed, sends the batch and records each
     /// result, until nothing is due or the server is down.
     private func runConnection(route: String, first: String?, state: RouteState, tracker: ProgressTracker) async {
+        let lane = OutcomeRecorder.Lane(recorder)
         var connection: SMTPConnection?
         var connectedAccount: String?
         var onlyFirst = first
@@ -203,7 +208,7 @@ public final class OutboxSender: Sendable {
             }
             guard let account = batch.first?.account else { break }
 
-            let prepared = prepare(batch, tracker: tracker)
+            let prepared = prepare(batch, tracker: tracker, lane: lane)
             guard !prepared.isEmpty else { continue }
 
             if connection == nil || !(connection?.isOpen ?? false) || connectedAccount != account {
@@ -219,7 +224,7 @@ public final class OutboxSender: Sendable {
                 } catch let error as SMTPError {
                     state.markDown()
                     for item in prepared {
-                        record(item, .failure(error), tracker: tracker)
+                        record(item, .failure(error), tracker: tracker, lane: lane)
                     }
                     break loop
                 } catch {
@@ -232,7 +237,7 @@ public final class OutboxSender: Sendable {
                         phase: .connect, kind: .connectionFailed("the account's settings cannot be used: \(error)"),
                         isTemporary: true)
                     for item in prepared {
-                        record(item, .failure(failure), tracker: tracker)
+                        record(item, .failure(failure), tracker: tracker, lane: lane)
                     }
                     break loop
                 }
@@ -242,12 +247,14 @@ public final class OutboxSender: Sendable {
             let items = prepared
             let renewal = renewLeases(items.map(\.message.id))
             let results = await open.send(items.map { ($0.outgoing, $0.envelope) }) { index, result in
-                self.record(items[index], result, tracker: tracker)
+                self.record(items[index], result, tracker: tracker, lane: lane)
                 if case .success(let transaction) = result, !transaction.accepted.isEmpty {
                     self.serverAccepted(route: route, state: state)
                 }
             }
             renewal.cancel()
+            // The next claim must see this batch's outcomes, and any failure notice they queued.
+            lane.waitUntilRecorded()
             if !open.isOpen {
                 connection = nil
                 // A session that failed before any message of the batch got through means the server
@@ -256,6 +263,7 @@ public final class OutboxSender: Sendable {
                 if !anySuccess { state.markDown() }
             }
         }
+        lane.waitUntilRecorded()
         if let connection {
             tracker.setActivity(.quitting(route: route))
             await connection.quit()
@@ -295,7 +303,7 @@ public final class OutboxSender: Sendable {
 
     /// Makes the outgoing message and envelope of each claimed message. A message whose content
     /// cannot be read or sent fails at once, since no retry can mend it.
-    private func prepare(_ batch: [StoredMessage], tracker: ProgressTracker) -> [PreparedItem] {
+    private func prepare(_ batch: [StoredMessage], tracker: ProgressTracker, lane: OutcomeRecorder.Lane) -> [PreparedItem] {
         var items: [PreparedItem] = []
         for message in batch {
             let attempted = message.recipients.indices.filter { message.recipients[$0].state.isOutstanding }
@@ -307,7 +315,7 @@ public final class OutboxSender: Sendable {
                 },
                 deliveryStatus: StoredDeliveryStatus.request(fromEnvelopeOptions: message.envelopeOptions))
             do {
-                let outgoing = try OutgoingMessage(content: FileMessageContent(url: store.contentURL(id: message.id)))
+                let outgoing = try OutgoingMessage(content: Self.content(of: message, at: store.contentURL(id: message.id)))
                 items.append(PreparedItem(message: message, attempted: attempted, outgoing: outgoing, envelope: envelope))
             } catch {
                 let reason = (error as? DataEncodingError).map { SMTPError.Kind.invalidMessage($0) }
@@ -315,15 +323,29 @@ public final class OutboxSender: Sendable {
                 let failure = SMTPError(phase: .mail, kind: reason, isTemporary: false)
                 let update = DeliveryOutcome(policy: configuration.retryPolicy, now: Date())
                     .update(for: message, attempted: attempted, result: .failure(failure))
-                commit(message, update, tracker: tracker)
+                commit(message, update, tracker: tracker, lane: lane)
             }
         }
         return items
     }
 
+    /// The largest message whose content is read into memory for sending.
+    private static let inMemoryContentLimit = 256 * 1024
+
+    /// Returns a stored message's content. A small one is read into memory once, and both the scan
+    /// before MAIL and the sending use that copy. A large one is read from its file in chunks, once
+    /// for each.
+    private static func content(of message: StoredMessage, at url: URL) throws -> any MessageContent {
+        guard message.size <= inMemoryContentLimit else { return FileMessageContent(url: url) }
+        return InMemoryMessageContent(Array(try Data(contentsOf: url)))
+    }
+
     /// Records one message's result. A cancelled attempt that did not reach the end of the data
     /// leaves the message as it was.
-    private func record(_ item: PreparedItem, _ result: Result<TransactionResult, SMTPError>, tracker: ProgressTracker) {
+    private func record(
+        _ item: PreparedItem, _ result: Result<TransactionResult, SMTPError>, tracker: ProgressTracker,
+        lane: OutcomeRecorder.Lane
+    ) {
         if case .failure(let error) = result, error.kind == .cancelled, !DeliveryOutcome.isOutcomeUnknown(error) {
             try? store.releaseLeases([item.message.id], owner: owner)
             tracker.messageReleased(item.message)
@@ -331,21 +353,24 @@ public final class OutboxSender: Sendable {
         }
         let update = DeliveryOutcome(policy: configuration.retryPolicy, now: Date())
             .update(for: item.message, attempted: item.attempted, result: result)
-        commit(item.message, update, tracker: tracker)
+        commit(item.message, update, tracker: tracker, lane: lane)
     }
 
-    private func commit(_ message: StoredMessage, _ update: DeliveryUpdate, tracker: ProgressTracker) {
-        do {
-            try store.record(message.id, owner: owner, update)
+    /// Hands an outcome to the recorder; the progress and any failure notice follow once it is stored.
+    private func commit(
+        _ message: StoredMessage, _ update: DeliveryUpdate, tracker: ProgressTracker, lane: OutcomeRecorder.Lane
+    ) {
+        lane.record(message.id, update) { result in
+            if case .failure(let error) = result {
+                tracker.noteError("Recording the outcome of message \(message.id) failed: \(error)")
+                return
+            }
             tracker.messageFinished(message, update: update)
-        } catch {
-            tracker.noteError("Recording the outcome of message \(message.id) failed: \(error)")
-            return
-        }
-        if update.folder == .failed, let settings = configuration.failureNotices {
-            var failed = message
-            failed.recipients = update.recipients
-            queueFailureNotice(for: failed, settings: settings, tracker: tracker)
+            if update.folder == .failed, let settings = self.configuration.failureNotices {
+                var failed = message
+                failed.recipients = update.recipients
+                self.queueFailureNotice(for: failed, settings: settings, tracker: tracker)
+            }
         }
     }
 

@@ -208,6 +208,49 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(message.leaseOwner == nil)
     }
 
+    @Test func recordManyInOneTransaction() throws {
+        let temporary = try TemporaryStore()
+        let first = try temporary.store.add(newMessage(), content: sampleContent)
+        let second = try temporary.store.add(newMessage(["a@example.org", "b@example.org"]), content: sampleContent)
+        #expect(try temporary.store.claim(owner: "one", limit: 10).count == 2)
+        let delivered = StoredRecipient(address: "rcpt@example.org", state: .delivered, reply: StoredReply(code: 250, text: "OK"))
+        let deferred = DeliveryUpdate(
+            recipients: [
+                StoredRecipient(address: "a@example.org", state: .delivered, reply: StoredReply(code: 250, text: "OK")),
+                StoredRecipient(address: "b@example.org", state: .deferred, reply: StoredReply(code: 451, text: "later")),
+            ],
+            folder: .outbox, nextAttempt: Date().addingTimeInterval(60), lastError: "451 later")
+        try temporary.store.record(
+            [(first.id, DeliveryUpdate(recipients: [delivered], folder: .sent)), (second.id, deferred)], owner: "one")
+
+        let store = try temporary.reopen()
+        let sent = try #require(try store.message(id: first.id))
+        #expect(sent.folder == .sent)
+        #expect(sent.recipients == [delivered])
+        let waiting = try #require(try store.message(id: second.id))
+        #expect(waiting.folder == .outbox)
+        #expect(waiting.recipients.map(\.state) == [.delivered, .deferred])
+        #expect(waiting.lastError == "451 later")
+        #expect(sent.attempts == 1)
+        #expect(waiting.attempts == 1)
+        #expect(sent.leaseOwner == nil)
+        #expect(waiting.leaseOwner == nil)
+    }
+
+    @Test func recordManyRecordsNoneWhenOneMessageIsMissing() throws {
+        let temporary = try TemporaryStore()
+        let stored = try temporary.store.add(newMessage(), content: sampleContent)
+        _ = try temporary.store.claim(owner: "one", limit: 1)
+        let update = DeliveryUpdate(
+            recipients: [StoredRecipient(address: "rcpt@example.org", state: .delivered)], folder: .sent)
+        #expect(throws: StoreError.noSuchMessage("no-such-id")) {
+            try temporary.store.record([(stored.id, update), ("no-such-id", update)], owner: "one")
+        }
+        let message = try #require(try temporary.reopen().message(id: stored.id))
+        #expect(message.folder == .outbox)
+        #expect(message.attempts == 0)
+    }
+
     @Test func retryRequeuesFailedRecipients() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(["a@example.org", "b@example.org"]), content: sampleContent)

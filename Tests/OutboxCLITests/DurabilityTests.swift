@@ -88,8 +88,10 @@ struct DurabilityTests {
 
         // A SIGKILL can only repeat a message whose final "." was written but whose reply was not yet
         // recorded. With PIPELINING, the sender writes the next message's content only after its 354
-        // reply, which comes behind the reply to the previous ".". So each connection has about one
-        // such message at a time, and the bound allows two.
+        // reply, which comes behind the reply to the previous ".", and a connection goes on to its
+        // next message only once the outcome before the one just received is recorded. So each
+        // connection has at most two such messages at a time: one whose outcome is being recorded
+        // and one whose reply is awaited.
         let bound = killedCount * Self.flushConnections * 2
         print(
             "killedFlushLosesNothing: \(messageCount) messages queued in \(queuedAfter); \(killedCount) of "
