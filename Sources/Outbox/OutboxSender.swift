@@ -315,11 +315,19 @@ public final class OutboxSender: Sendable {
                 },
                 deliveryStatus: StoredDeliveryStatus.request(fromEnvelopeOptions: message.envelopeOptions))
             do {
-                let outgoing = try OutgoingMessage(content: Self.content(of: message, at: store.contentURL(id: message.id)))
+                let outgoing = try OutgoingMessage(content: content(of: message))
                 items.append(PreparedItem(message: message, attempted: attempted, outgoing: outgoing, envelope: envelope))
             } catch {
-                let reason = (error as? DataEncodingError).map { SMTPError.Kind.invalidMessage($0) }
-                    ?? .protocolViolation("the content file \(store.contentURL(id: message.id).path) cannot be read: \(error)")
+                let reason: SMTPError.Kind
+                switch error {
+                case let error as DataEncodingError:
+                    reason = .invalidMessage(error)
+                case StoreError.file(let path, let problem):
+                    reason = .protocolViolation("the content file \(path) cannot be read: \(problem)")
+                default:
+                    reason = .protocolViolation(
+                        "the content file \(store.contentURL(id: message.id).path) cannot be read: \(error)")
+                }
                 let failure = SMTPError(phase: .mail, kind: reason, isTemporary: false)
                 let update = DeliveryOutcome(policy: configuration.retryPolicy, now: Date())
                     .update(for: message, attempted: attempted, result: .failure(failure))
@@ -335,9 +343,11 @@ public final class OutboxSender: Sendable {
     /// Returns a stored message's content. A small one is read into memory once, and both the scan
     /// before MAIL and the sending use that copy. A large one is read from its file in chunks, once
     /// for each.
-    private static func content(of message: StoredMessage, at url: URL) throws -> any MessageContent {
-        guard message.size <= inMemoryContentLimit else { return FileMessageContent(url: url) }
-        return InMemoryMessageContent(Array(try Data(contentsOf: url)))
+    private func content(of message: StoredMessage) throws -> any MessageContent {
+        guard message.size <= Self.inMemoryContentLimit else {
+            return FileMessageContent(url: store.contentURL(id: message.id))
+        }
+        return InMemoryMessageContent(try store.readContent(id: message.id, sizeHint: message.size))
     }
 
     /// Records one message's result. A cancelled attempt that did not reach the end of the data

@@ -50,6 +50,28 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(try reopened.counts()[.outbox] == 1)
     }
 
+    @Test(arguments: [0, 1, 4095, 4096, 4097, 100_000])
+    func readContentReturnsTheWholeFile(size: Int) throws {
+        let temporary = try TemporaryStore()
+        let content = (0..<size).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        let stored = try temporary.store.add(newMessage(), content: content)
+        #expect(try temporary.store.readContent(id: stored.id, sizeHint: stored.size) == content)
+        // A wrong hint costs more reads, not a wrong result.
+        for hint in [0, size / 2, size + 10] {
+            #expect(try temporary.store.readContent(id: stored.id, sizeHint: hint) == content, "hint \(hint)")
+        }
+    }
+
+    @Test func readContentOfMissingFileNamesIt() throws {
+        let temporary = try TemporaryStore()
+        let stored = try temporary.store.add(newMessage(), content: sampleContent)
+        let path = temporary.store.contentURL(id: stored.id).path
+        try FileManager.default.removeItem(atPath: path)
+        #expect(throws: StoreError.file(path: path, message: "No such file or directory")) {
+            try temporary.store.readContent(id: stored.id, sizeHint: stored.size)
+        }
+    }
+
     @Test func foldersAndFilesArePrivate() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(), content: sampleContent)

@@ -261,6 +261,25 @@ final class SenderFixture {
         #expect(message.lastError?.contains("MAIL") == true)
     }
 
+    @Test func missingContentFileFailsOnlyItsMessage() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(esmtp: .init())
+        let ids = try (0..<3).map { _ in try fixture.queue(port: server.port) }
+        let path = fixture.store.contentURL(id: ids[1]).path
+        try FileManager.default.removeItem(atPath: path)
+
+        let report = try await fixture.sender().flush()
+
+        #expect(Set(report.sent) == [ids[0], ids[2]])
+        #expect(report.failed == [ids[1]])
+        let failed = try fixture.message(ids[1])
+        #expect(failed.folder == .failed)
+        #expect(failed.lastError?.contains("the content file \(path) cannot be read: No such file or directory") == true,
+                "\(failed.lastError ?? "no error")")
+        #expect(server.waitUntilFinished(connectionCount: 1))
+        #expect(server.connections.first?.messages.count == 2)
+    }
+
     @Test func returningServerGetsDeferredMessages() async throws {
         let fixture = try SenderFixture()
         let server = try ScriptedServer(esmtp: .init())
