@@ -3,8 +3,9 @@ import SMTPCore
 
 /// The bytes of an RFC 5322 message, read in chunks so that a message of any size is never held whole.
 ///
-/// The client reads the content twice: once to learn its size and whether it has 8-bit data (needed
-/// before MAIL), and once to send it. `makeReader()` must therefore start from the beginning each time.
+/// The client reads the content once to learn its size and whether it has 8-bit data (needed before
+/// MAIL), and a second time to send it when its encoded form is larger than one chunk of 64 KiB.
+/// `makeReader()` must therefore start from the beginning each time.
 public protocol MessageContent: Sendable {
     func makeReader() throws -> any MessageContentReader
 }
@@ -111,6 +112,9 @@ public struct ConcatenatedMessageContent: MessageContent {
 public struct OutgoingMessage: Sendable {
     public let content: any MessageContent
     public let statistics: DataEncoder.Statistics
+    /// The whole encoded content, ending with CRLF.CRLF, when it fits in one chunk. Sending then writes
+    /// it as it is instead of reading and encoding the content again.
+    let encoded: [UInt8]?
 
     /// The size of the chunks read from the content, and of the blocks of encoded content that must each
     /// be sent within the data-block timeout: 64 KiB.
@@ -123,15 +127,25 @@ public struct OutgoingMessage: Sendable {
     public init(content: any MessageContent) throws {
         var reader = try content.makeReader()
         var encoder = DataEncoder()
-        var scratch: [UInt8] = []
+        // The encoded content is kept while it fits in one chunk, and dropped at the first that overflows it.
+        var output: [UInt8] = []
+        var keepsOutput = true
         while let chunk = try reader.read(maxLength: Self.chunkSize) {
-            scratch.removeAll(keepingCapacity: true)
-            try encoder.encode(chunk, into: &scratch)
+            if !keepsOutput {
+                output.removeAll(keepingCapacity: true)
+            }
+            try encoder.encode(chunk, into: &output)
+            if output.count > Self.chunkSize {
+                keepsOutput = false
+            }
         }
-        scratch.removeAll(keepingCapacity: true)
-        encoder.finish(into: &scratch)
+        if !keepsOutput {
+            output.removeAll(keepingCapacity: true)
+        }
+        encoder.finish(into: &output)
         self.content = content
         self.statistics = encoder.statistics
+        self.encoded = keepsOutput && output.count <= Self.chunkSize ? output : nil
     }
 
     /// Content in memory, scanned.

@@ -382,6 +382,12 @@ final class SessionDriver: @unchecked Sendable {
             return session.messageContentFailed(SMTPError(
                 phase: .dataTransfer, kind: .protocolViolation("no message to send"), isTemporary: false))
         }
+        if let encoded = message.encoded {
+            // The last chunk stays buffered, so that the next transaction's commands go in the same write.
+            connection.enqueue(encoded)
+            transcript.note("message content: \(encoded.count) octets, ending with CRLF.CRLF")
+            return session.messageContentSent() + startWaitingTransactions()
+        }
         let blockSize = OutgoingMessage.chunkSize
         var encoder = DataEncoder()
         var output: [UInt8] = []

@@ -55,6 +55,46 @@ struct SMTPConnectionTests {
         #expect(!record.lines.contains("RSET"))
     }
 
+    /// Returns a message of exactly `size` octets whose first three body lines start with a dot, so
+    /// that its encoded form is `size` + 6 octets: three stuffed dots and the final ".".
+    private static func messageOfSize(_ size: Int) -> [UInt8] {
+        var bytes = Array("Subject: size\r\n\r\n.one\r\n.two\r\n.three\r\n".utf8)
+        let line = Array(String(repeating: "x", count: 70).utf8) + [13, 10]
+        while size - bytes.count >= 2 * line.count {
+            bytes += line
+        }
+        bytes += [UInt8](repeating: 0x79, count: size - bytes.count - 2) + [13, 10]
+        return bytes
+    }
+
+    /// Messages whose encoded form is just under, at and just over one chunk. Up to one chunk, the
+    /// content encoded by the scan is sent as it is; beyond, the content is read and encoded again.
+    @Test(arguments: [1000, OutgoingMessage.chunkSize - 7, OutgoingMessage.chunkSize - 6,
+                      OutgoingMessage.chunkSize - 5, OutgoingMessage.chunkSize + 10, 3 * OutgoingMessage.chunkSize])
+    func contentAroundOneChunkArrivesWhole(size: Int) async throws {
+        let bytes = Self.messageOfSize(size)
+        #expect(bytes.count == size)
+        var encoder = DataEncoder()
+        var expected: [UInt8] = []
+        try encoder.encode(bytes, into: &expected)
+        encoder.finish(into: &expected)
+        #expect(expected.count == size + 6)
+        let message = try OutgoingMessage(bytes: bytes)
+        #expect((message.encoded != nil) == (expected.count <= OutgoingMessage.chunkSize))
+
+        let server = try ScriptedServer(script: [.playESMTP(.init())])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        let results = await connection.send([(message, envelope), (try outgoing(), envelope)])
+        await connection.quit()
+        #expect(results.allSatisfy { if case .success = $0 { true } else { false } })
+        #expect(server.waitUntilFinished())
+        let record = try #require(server.connections.first)
+        // The server records each message up to the CR LF before the final ".".
+        #expect(record.messages.first == Array(expected.dropLast(3)))
+        #expect(record.messages.count == 2)
+    }
+
     @Test func rejectedMessageThenRsetBeforeNext() async throws {
         var behavior = ScriptedServer.ESMTPBehavior()
         behavior.defaultRecipientReply = "550 5.1.1 No such user"
