@@ -120,6 +120,17 @@ struct QueueCommandTests {
         #expect(server.waitUntilFinished(connectionCount: 2))
     }
 
+    @Test(arguments: [-86_400.25, 0, 951_782_400.5, 1_796_433_193.788, 4_102_444_799.0])
+    func timestampsInLocalTime(seconds: Double) {
+        let date = Date(timeIntervalSince1970: seconds)
+        let reference = DateFormatter()
+        reference.locale = Locale(identifier: "en_US_POSIX")
+        reference.timeZone = .current
+        reference.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        #expect(QueueCommand.format(date) == reference.string(from: date))
+        #expect(QueueCommand.format(date).utf8.count == 19)
+    }
+
     @Test func listPrintsTableAndJSON() async throws {
         let folder = StoreFolder()
         let port = try ScriptedServer.closedPort()
