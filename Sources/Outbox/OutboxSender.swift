@@ -209,7 +209,11 @@ public final class OutboxSender: Sendable {
             guard let account = batch.first?.account else { break }
 
             let prepared = prepare(batch, tracker: tracker, lane: lane)
-            guard !prepared.isEmpty else { continue }
+            guard !prepared.isEmpty else {
+                // The next claim must see the failures of this batch, and any failure notice they queued.
+                lane.waitUntilRecorded()
+                continue
+            }
 
             if connection == nil || !(connection?.isOpen ?? false) || connectedAccount != account {
                 if let old = connection {

@@ -386,6 +386,26 @@ final class SenderFixture {
         #expect(!content.contains("marker "))
     }
 
+    @Test func unsendableMessageNoticeSentInSameFlush() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(esmtp: .init())
+        let sender = OutboxSender(
+            store: fixture.store,
+            configuration: .init(failureNotices: FailureNotices(from: "MAILER-DAEMON@client.test"))
+        ) { account in SMTPClientConfiguration(host: "127.0.0.1", port: UInt16(account)!) }
+        // A line over 998 octets fails the message before any connection opens. The notice goes
+        // out in this flush only if the connection's next claim finds it.
+        let id = try fixture.queue(port: server.port, body: String(repeating: "x", count: 1200) + "\r\n")
+
+        let report = try await sender.flush()
+
+        #expect(try fixture.message(id).folder == .failed)
+        let notices = try fixture.store.messages().filter { $0.sender.isEmpty }
+        #expect(notices.count == 1)
+        #expect(notices.first?.folder == .sent, "the notice is in \(notices.first.map { "\($0.folder)" } ?? "no folder")")
+        #expect(report.sent == notices.map(\.id))
+    }
+
     @Test func longReplyFoldedInNotice() async throws {
         let fixture = try SenderFixture()
         // A reply line may have 4096 octets and a reply 1000 lines, but a line of the notice at most
