@@ -297,9 +297,17 @@ public final class MailStore: @unchecked Sendable {
     /// - Throws: `StoreError.file` naming the file when it cannot be opened or read.
     public func readContent(id: String, sizeHint: Int = 0) throws(StoreError) -> [UInt8] {
         let path = messagesPath + "/" + id + ".eml"
-        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK keeps a FIFO put in the file's place from blocking the open; it is rejected below.
+        let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw StoreError.file(path: path, message: String(cString: strerror(errno))) }
         defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            throw StoreError.file(path: path, message: String(cString: strerror(errno)))
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw StoreError.file(path: path, message: "not a regular file")
+        }
         // One octet more than expected, so that the read that finds the end of a file of the
         // expected size needs no larger buffer.
         var bytes = [UInt8](repeating: 0, count: max(sizeHint, 0) + 1)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import MailStore
 
@@ -70,6 +71,35 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(throws: StoreError.file(path: path, message: "No such file or directory")) {
             try temporary.store.readContent(id: stored.id, sizeHint: stored.size)
         }
+    }
+
+    @Test func readContentRejectsFIFOWithoutBlocking() throws {
+        let temporary = try TemporaryStore()
+        let stored = try temporary.store.add(newMessage(), content: sampleContent)
+        let path = temporary.store.contentURL(id: stored.id).path
+        try FileManager.default.removeItem(atPath: path)
+        #expect(mkfifo(path, 0o600) == 0)
+        let store = temporary.store
+        let result = Mutex<Result<[UInt8], StoreError>?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        Thread {
+            let outcome = Result { () throws(StoreError) in try store.readContent(id: stored.id, sizeHint: stored.size) }
+            result.withLock { $0 = outcome }
+            finished.signal()
+        }.start()
+        if finished.wait(timeout: .now() + 5) == .timedOut {
+            Issue.record("reading the FIFO blocked for 5 s")
+            // A writer that comes and goes lets the blocked open return and the read end, so that
+            // the thread ends.
+            close(open(path, O_WRONLY | O_NONBLOCK))
+            finished.wait()
+        }
+        let outcome = result.withLock { $0 }
+        guard case .failure(let error)? = outcome else {
+            Issue.record("reading the FIFO did not fail: \(String(describing: outcome))")
+            return
+        }
+        #expect(error == StoreError.file(path: path, message: "not a regular file"))
     }
 
     @Test func foldersAndFilesArePrivate() throws {
