@@ -290,14 +290,15 @@ public final class MailStore: @unchecked Sendable {
     /// Returns the whole content of a message, read from its file.
     ///
     /// A flush reads thousands of small files in a row, so this opens and reads the file directly by
-    /// its path, without building a `URL` or checking the file's attributes first.
+    /// its path, without building a `URL`. Only a regular file is read.
     ///
     /// - Parameter sizeHint: the expected size in octets, such as the message's stored `size`, to
     ///   read the file in one call. A file of another size is still read whole.
     /// - Throws: `StoreError.file` naming the file when it cannot be opened or read.
     public func readContent(id: String, sizeHint: Int = 0) throws(StoreError) -> [UInt8] {
         let path = messagesPath + "/" + id + ".eml"
-        // O_NONBLOCK keeps a FIFO put in the file's place from blocking the open; it is rejected below.
+        // O_NONBLOCK keeps a FIFO put in the file's place from blocking the open, and the check
+        // below rejects it.
         let descriptor = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard descriptor >= 0 else { throw StoreError.file(path: path, message: String(cString: strerror(errno))) }
         defer { close(descriptor) }
