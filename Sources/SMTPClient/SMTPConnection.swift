@@ -126,6 +126,8 @@ public final class SMTPConnection: @unchecked Sendable {
     /// with the end of the previous message, so a batch costs about one round trip per message. A
     /// message the server rejects does not stop the others. A session failure (a lost connection, a
     /// timeout, 421) fails the message in progress and every later one, since none of those was sent.
+    /// The later ones fail in the MAIL phase, which separates them from the message whose content may
+    /// have reached the server.
     ///
     /// - Parameter onResult: called with each message's place in `messages` and its result as soon as
     ///   the result is known, before the session goes on, so that the caller can record it durably.

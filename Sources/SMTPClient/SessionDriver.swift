@@ -237,10 +237,11 @@ final class SessionDriver: @unchecked Sendable {
     }
 
     /// Gives the session's error to the message in progress, and to the later ones without the
-    /// recipient results, which belong to the first.
+    /// recipient results, which belong to the first. The later ones get the MAIL phase, because their
+    /// content was never sent and their outcome is known: not delivered.
     private func failRemainingMessages(with error: SMTPError) {
         guard let current = batch else { return }
-        let unsent = SMTPError(phase: error.phase, kind: error.kind, reply: error.reply, isTemporary: error.isTemporary)
+        let unsent = SMTPError(phase: .mail, kind: error.kind, reply: error.reply, isTemporary: error.isTemporary)
         batch!.inProgress = []
         batch!.waiting = []
         for (position, entry) in current.inProgress.enumerated() {

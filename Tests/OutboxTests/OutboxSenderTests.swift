@@ -301,6 +301,67 @@ final class SenderFixture {
         #expect(server.connections.count == 1)
     }
 
+    @Test func lostConnectionLeavesLaterMessagesKnownUnsent() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(script: [
+            .send("220 scripted.test ESMTP\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
+            .expectLine(prefix: "MAIL FROM:"),
+            .expectLine(prefix: "RCPT TO:"),
+            .expectLine("DATA"),
+            .send("250 OK\r\n250 OK\r\n354 go ahead\r\n"),
+            .readData,
+            .close,
+        ])
+        let ids = try (0..<3).map { _ in try fixture.queue(port: server.port) }
+
+        let report = try await fixture.sender().flush()
+
+        // Only the first message's content reached the server before the connection closed.
+        #expect(report.unknownOutcomes == [ids[0]])
+        #expect(try fixture.message(ids[0]).unknownOutcomes == 1)
+        for id in ids.dropFirst() {
+            let message = try fixture.message(id)
+            #expect(message.folder == .outbox)
+            #expect(message.unknownOutcomes == 0)
+            #expect(message.lastError?.contains("may have been delivered") == false, "\(message.lastError ?? "")")
+        }
+    }
+
+    @Test func cancelledFlushLeavesUnsentMessagesUntouched() async throws {
+        let fixture = try SenderFixture()
+        let server = try ScriptedServer(script: [
+            .send("220 scripted.test ESMTP\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
+            .expectLine(prefix: "MAIL FROM:"),
+            .expectLine(prefix: "RCPT TO:"),
+            .expectLine("DATA"),
+            .send("250 OK\r\n250 OK\r\n354 go ahead\r\n"),
+            .readData,
+            .stall(.seconds(3)),
+            .close,
+        ])
+        let ids = try (0..<3).map { _ in try fixture.queue(port: server.port) }
+        let sender = fixture.sender(timeout: .seconds(10))
+
+        let task = Task { try await sender.flush() }
+        try await Task.sleep(for: .milliseconds(500))
+        task.cancel()
+        _ = try await task.value
+
+        // The first message's content was sent, so its outcome is unknown; the others never left.
+        #expect(try fixture.message(ids[0]).unknownOutcomes == 1)
+        for id in ids.dropFirst() {
+            let message = try fixture.message(id)
+            #expect(message.folder == .outbox)
+            #expect(message.attempts == 0)
+            #expect(message.unknownOutcomes == 0)
+            #expect(message.leaseOwner == nil)
+        }
+    }
+
     @Test func cancelledFlushLeavesMessageQueued() async throws {
         let fixture = try SenderFixture()
         let server = try ScriptedServer(script: [

@@ -258,6 +258,44 @@ struct SMTPConnectionTests {
         #expect(!connection.isOpen)
     }
 
+    @Test func closeAfterDataLeavesLaterMessagesUnsent() async throws {
+        let server = try ScriptedServer(script: [
+            .send("220 scripted.test\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
+            .expectLine(prefix: "MAIL"),
+            .expectLine(prefix: "RCPT"),
+            .expectLine("DATA"),
+            .send("250 ok\r\n250 ok\r\n354 go\r\n"),
+            .readData,
+            .send("250 queued\r\n"),
+            .expectLine(prefix: "MAIL"),
+            .expectLine(prefix: "RCPT"),
+            .expectLine("DATA"),
+            .send("250 ok\r\n250 ok\r\n354 go\r\n"),
+            .readData,
+            .close,
+        ])
+        defer { server.stop() }
+        let connection = try await SMTPConnection.open(configuration(server))
+        let results = await connection.send(try (0..<4).map { _ in (try outgoing(), envelope) })
+        #expect(results.count == 4)
+        guard case .success = results[0] else {
+            Issue.record("the first message failed: \(results[0])")
+            return
+        }
+        // The second message's content went out before the connection closed, so its outcome is unknown.
+        let phases = results.dropFirst().map { result -> SMTPPhase? in
+            if case .failure(let error) = result { error.phase } else { nil }
+        }
+        #expect(phases == [.endOfData, .mail, .mail])
+        for result in results.dropFirst() {
+            if case .failure(let error) = result {
+                #expect(error.kind == .connectionClosed)
+            }
+        }
+    }
+
     @Test func idle421DetectedBeforeMail() async throws {
         let server = try ScriptedServer(script: [
             .send("220 scripted.test\r\n"),
