@@ -303,17 +303,7 @@ final class SenderFixture {
 
     @Test func lostConnectionLeavesLaterMessagesKnownUnsent() async throws {
         let fixture = try SenderFixture()
-        let server = try ScriptedServer(script: [
-            .send("220 scripted.test ESMTP\r\n"),
-            .expectLine(prefix: "EHLO"),
-            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
-            .expectLine(prefix: "MAIL FROM:"),
-            .expectLine(prefix: "RCPT TO:"),
-            .expectLine("DATA"),
-            .send("250 OK\r\n250 OK\r\n354 go ahead\r\n"),
-            .readData,
-            .close,
-        ])
+        let server = try ScriptedServer(script: ScriptedServer.Step.throughFirstPipelinedMessage + [.close])
         let ids = try (0..<3).map { _ in try fixture.queue(port: server.port) }
 
         let report = try await fixture.sender().flush()
@@ -331,18 +321,8 @@ final class SenderFixture {
 
     @Test func cancelledFlushLeavesUnsentMessagesUntouched() async throws {
         let fixture = try SenderFixture()
-        let server = try ScriptedServer(script: [
-            .send("220 scripted.test ESMTP\r\n"),
-            .expectLine(prefix: "EHLO"),
-            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
-            .expectLine(prefix: "MAIL FROM:"),
-            .expectLine(prefix: "RCPT TO:"),
-            .expectLine("DATA"),
-            .send("250 OK\r\n250 OK\r\n354 go ahead\r\n"),
-            .readData,
-            .stall(.seconds(3)),
-            .close,
-        ])
+        let server = try ScriptedServer(
+            script: ScriptedServer.Step.throughFirstPipelinedMessage + [.stall(.seconds(3)), .close])
         let ids = try (0..<3).map { _ in try fixture.queue(port: server.port) }
         let sender = fixture.sender(timeout: .seconds(10))
 

@@ -233,17 +233,7 @@ struct SMTPConnectionTests {
     }
 
     @Test func closeAfterDataIsTemporary() async throws {
-        let server = try ScriptedServer(script: [
-            .send("220 scripted.test\r\n"),
-            .expectLine(prefix: "EHLO"),
-            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
-            .expectLine(prefix: "MAIL"),
-            .expectLine(prefix: "RCPT"),
-            .expectLine("DATA"),
-            .send("250 ok\r\n250 ok\r\n354 go\r\n"),
-            .readData,
-            .close,
-        ])
+        let server = try ScriptedServer(script: ScriptedServer.Step.throughFirstPipelinedMessage + [.close])
         defer { server.stop() }
         let connection = try await SMTPConnection.open(configuration(server))
         let sample = try outgoing()
@@ -259,15 +249,8 @@ struct SMTPConnectionTests {
     }
 
     @Test func closeAfterDataLeavesLaterMessagesUnsent() async throws {
-        let server = try ScriptedServer(script: [
-            .send("220 scripted.test\r\n"),
-            .expectLine(prefix: "EHLO"),
-            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
-            .expectLine(prefix: "MAIL"),
-            .expectLine(prefix: "RCPT"),
-            .expectLine("DATA"),
-            .send("250 ok\r\n250 ok\r\n354 go\r\n"),
-            .readData,
+        // The first message is accepted, and the connection closes after the second one's data.
+        let server = try ScriptedServer(script: ScriptedServer.Step.throughFirstPipelinedMessage + [
             .send("250 queued\r\n"),
             .expectLine(prefix: "MAIL"),
             .expectLine(prefix: "RCPT"),

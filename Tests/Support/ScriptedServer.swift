@@ -55,6 +55,20 @@ public final class ScriptedServer: Sendable {
         public static func expectLine(prefix: String) -> Step {
             .expectLine(matching: .prefix(prefix))
         }
+
+        /// A session with PIPELINING up to the content of its first message: the greeting, EHLO, the
+        /// first MAIL, RCPT and DATA accepted in one reply, and the data read. The reply to the final
+        /// "." and everything after it are left to the script that continues this one.
+        public static let throughFirstPipelinedMessage: [Step] = [
+            .send("220 scripted.test ESMTP\r\n"),
+            .expectLine(prefix: "EHLO"),
+            .send("250-scripted.test\r\n250 PIPELINING\r\n"),
+            .expectLine(prefix: "MAIL FROM:"),
+            .expectLine(prefix: "RCPT TO:"),
+            .expectLine("DATA"),
+            .send("250 OK\r\n250 OK\r\n354 go ahead\r\n"),
+            .readData,
+        ]
     }
 
     /// What a line read by `Step.expectLine` must be. Matching is case-sensitive.
