@@ -370,7 +370,7 @@ public final class OutboxSender: Sendable {
         commit(item.message, update, tracker: tracker, lane: lane)
     }
 
-    /// Hands an outcome to the recorder; the progress and any failure notice follow once it is stored.
+    /// Hands an outcome to the recorder. The progress and any failure notice follow once it is stored.
     private func commit(
         _ message: StoredMessage, _ update: DeliveryUpdate, tracker: ProgressTracker, lane: OutcomeRecorder.Lane
     ) {

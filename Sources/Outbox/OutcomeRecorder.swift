@@ -9,7 +9,7 @@ import MailStore
 /// commit records every outcome waiting at that moment. The connections submit outcomes through a `Lane`,
 /// which keeps each of them at most one outcome ahead of the store.
 final class OutcomeRecorder: @unchecked Sendable {
-    /// Called once the outcome is committed, or with the error when it could not be.
+    /// A closure called once the outcome is committed, or with the error when it could not be.
     typealias Completion = @Sendable (Result<Void, StoreError>) -> Void
 
     private struct Pending {
@@ -56,7 +56,7 @@ final class OutcomeRecorder: @unchecked Sendable {
         }
     }
 
-    /// Commits what is waiting, group after group, until nothing is.
+    /// Commits the waiting outcomes, group after group, until none is left.
     private func drain() {
         while true {
             condition.lock()

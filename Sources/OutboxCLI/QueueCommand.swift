@@ -265,8 +265,8 @@ enum QueueCommand {
         date.formatted(timestampStyle)
     }
 
-    /// The style of `format`. Made once: a `DateFormatter` made for each date cost about 40 µs, most
-    /// of the time of listing a large store.
+    /// The style of `format`, made once. A `DateFormatter` made for each date cost about 40 µs, which
+    /// was most of the time of listing a large store.
     private static let timestampStyle = Date.VerbatimFormatStyle(
         format: """
             \(year: .defaultDigits)-\(month: .twoDigits)-\(day: .twoDigits) \

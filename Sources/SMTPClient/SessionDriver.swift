@@ -384,7 +384,7 @@ final class SessionDriver: @unchecked Sendable {
                 phase: .dataTransfer, kind: .protocolViolation("no message to send"), isTemporary: false))
         }
         if let encoded = message.encoded {
-            // The last chunk stays buffered, so that the next transaction's commands go in the same write.
+            // The content stays buffered, so that the next transaction's commands go in the same write.
             connection.enqueue(encoded)
             transcript.note("message content: \(encoded.count) octets, ending with CRLF.CRLF")
             return session.messageContentSent() + startWaitingTransactions()

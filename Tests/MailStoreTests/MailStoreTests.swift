@@ -52,7 +52,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
     }
 
     @Test(arguments: [0, 1, 4095, 4096, 4097, 100_000])
-    func readContentReturnsTheWholeFile(size: Int) throws {
+    func readContentReturnsWholeFile(size: Int) throws {
         let temporary = try TemporaryStore()
         let content = (0..<size).map { UInt8(truncatingIfNeeded: $0 % 251) }
         let stored = try temporary.store.add(newMessage(), content: content)
@@ -289,7 +289,7 @@ let sampleContent = Array("From: sender@example.org\r\nTo: rcpt@example.org\r\n\
         #expect(waiting.leaseOwner == nil)
     }
 
-    @Test func recordManyRecordsNoneWhenOneMessageIsMissing() throws {
+    @Test func recordManyIsAllOrNothing() throws {
         let temporary = try TemporaryStore()
         let stored = try temporary.store.add(newMessage(), content: sampleContent)
         _ = try temporary.store.claim(owner: "one", limit: 1)

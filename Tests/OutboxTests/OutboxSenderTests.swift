@@ -301,7 +301,7 @@ final class SenderFixture {
         #expect(server.connections.count == 1)
     }
 
-    @Test func lostConnectionLeavesLaterMessagesKnownUnsent() async throws {
+    @Test func lostConnectionSparesLaterMessages() async throws {
         let fixture = try SenderFixture()
         let server = try ScriptedServer(script: ScriptedServer.Step.throughFirstPipelinedMessage + [.close])
         let ids = try (0..<3).map { _ in try fixture.queue(port: server.port) }
@@ -319,7 +319,7 @@ final class SenderFixture {
         }
     }
 
-    @Test func cancelledFlushLeavesUnsentMessagesUntouched() async throws {
+    @Test func cancelledFlushSparesUnsentMessages() async throws {
         let fixture = try SenderFixture()
         let server = try ScriptedServer(
             script: ScriptedServer.Step.throughFirstPipelinedMessage + [.stall(.seconds(3)), .close])
@@ -331,7 +331,7 @@ final class SenderFixture {
         task.cancel()
         _ = try await task.value
 
-        // The first message's content was sent, so its outcome is unknown; the others never left.
+        // The first message's content was sent, so its outcome is unknown. The others never left.
         #expect(try fixture.message(ids[0]).unknownOutcomes == 1)
         for id in ids.dropFirst() {
             let message = try fixture.message(id)

@@ -5,8 +5,7 @@ import Testing
 @testable import Outbox
 
 /// The recorder that commits delivery outcomes in groups. Each test holds the store's lock on a
-/// thread of its own, so that the recorder's commits wait, and checks what the connections' side
-/// sees meanwhile.
+/// thread of its own, so that the recorder's commits wait, and checks the submitting side meanwhile.
 @Suite struct OutcomeRecorderTests {
     /// Holds the store's lock on a thread of its own from `init` until `open()`.
     private final class StoreGate: @unchecked Sendable {
@@ -35,7 +34,7 @@ import Testing
             folder: .sent)
     }
 
-    /// Returns once `condition` holds, or after `limit`.
+    /// Returns once `condition` is true, or after `limit`.
     private static func wait(upTo limit: Duration = .seconds(10), for condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + limit
         while !condition(), ContinuousClock.now < deadline {
@@ -43,7 +42,7 @@ import Testing
         }
     }
 
-    @Test func laneWaitsUntilItsPreviousOutcomeIsRecorded() async throws {
+    @Test func laneWaitsForPreviousOutcome() async throws {
         let fixture = try SenderFixture()
         let first = try fixture.queue(port: 25)
         let second = try fixture.queue(port: 25)
@@ -72,7 +71,7 @@ import Testing
         #expect(try fixture.message(second).folder == .sent)
     }
 
-    @Test func oneBadOutcomeLeavesTheOthersOfItsGroupRecorded() async throws {
+    @Test func badOutcomeSparesItsGroup() async throws {
         let fixture = try SenderFixture()
         let ids = try (0..<3).map { _ in try fixture.queue(port: 25) }
         #expect(try fixture.store.claim(owner: "test", limit: 10).count == 3)
@@ -80,8 +79,8 @@ import Testing
         let results = Mutex<[String: Result<Void, StoreError>]>([:])
         let submitted = ids[0...1] + ["no-such-message"] + ids[2...]
 
-        // With the lock held, the first commit waits, and the outcomes after it pile up and are
-        // committed as one group, the missing message among them.
+        // With the lock held, the first commit waits. The outcomes after it pile up and are committed
+        // as one group, with the missing message among them.
         let gate = StoreGate(fixture.store)
         var last: UInt64 = 0
         for id in submitted {

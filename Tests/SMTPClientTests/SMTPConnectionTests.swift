@@ -68,7 +68,7 @@ struct SMTPConnectionTests {
     }
 
     /// Messages whose encoded form is just under, at and just over one chunk. Up to one chunk, the
-    /// content encoded by the scan is sent as it is; beyond, the content is read and encoded again.
+    /// content encoded by the scan is sent as it is. Beyond, the content is read and encoded again.
     @Test(arguments: [1000, OutgoingMessage.chunkSize - 7, OutgoingMessage.chunkSize - 6,
                       OutgoingMessage.chunkSize - 5, OutgoingMessage.chunkSize + 10, 3 * OutgoingMessage.chunkSize])
     func contentAroundOneChunkArrivesWhole(size: Int) async throws {
@@ -248,7 +248,7 @@ struct SMTPConnectionTests {
         #expect(!connection.isOpen)
     }
 
-    @Test func closeAfterDataLeavesLaterMessagesUnsent() async throws {
+    @Test func closeAfterDataFailsLaterInMail() async throws {
         // The first message is accepted, and the connection closes after the second one's data.
         let server = try ScriptedServer(script: ScriptedServer.Step.throughFirstPipelinedMessage + [
             .send("250 queued\r\n"),
